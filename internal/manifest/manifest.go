@@ -1,0 +1,80 @@
+// Package manifest parses and validates hearth.yaml, the description of one
+// function: what to run, under which isolation tier and contract, and with
+// which limits.
+//
+// Parsing is strict: unknown fields, bad names and out-of-range limits are
+// rejected with a *FieldError naming the field, so the gateway can answer 400
+// with a message a user can act on.
+package manifest
+
+import (
+	"time"
+)
+
+// FileName is the manifest's name inside a function directory.
+const FileName = "hearth.yaml"
+
+// Isolation tiers.
+const (
+	IsolationWasm    = "wasm"
+	IsolationSandbox = "sandbox"
+)
+
+// Protocols (function contracts).
+const (
+	ProtocolWagi   = "wagi"
+	ProtocolHTTP   = "http"
+	ProtocolLambda = "lambda"
+)
+
+// MaxSize is the largest hearth.yaml Parse accepts, in bytes.
+const MaxSize = 64 << 10
+
+// Defaults applied by Parse when a field is absent.
+const (
+	DefaultMemory      = 128 << 20
+	DefaultTimeout     = 30 * time.Second
+	DefaultConcurrency = 1
+	DefaultScaleMax    = 10
+)
+
+// Manifest is a validated hearth.yaml. The zero value is not valid; use Parse.
+//
+// A Manifest marshals to JSON and YAML with sizes and durations in their
+// human form ("128Mi", "30s"); after decoding one from JSON, call Validate.
+type Manifest struct {
+	Name        string            `json:"name" yaml:"name"`
+	Isolation   string            `json:"isolation" yaml:"isolation"`
+	Protocol    string            `json:"protocol" yaml:"protocol"`
+	Module      string            `json:"module,omitempty" yaml:"module,omitempty"`        // wasm only, relative to the function directory
+	Command     []string          `json:"command,omitempty" yaml:"command,omitempty,flow"` // sandbox only
+	Memory      Bytes             `json:"memory" yaml:"memory"`                            // hard limit for one instance
+	Timeout     Duration          `json:"timeout" yaml:"timeout"`                          // per invocation
+	Concurrency int               `json:"concurrency" yaml:"concurrency"`                  // in-flight invocations one instance takes
+	Scale       Scale             `json:"scale" yaml:"scale,flow"`
+	Env         map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
+	Allow       Allow             `json:"allow" yaml:"allow,omitempty"`
+}
+
+// Scale bounds the number of instances of a function.
+type Scale struct {
+	Min int `json:"min" yaml:"min"`
+	Max int `json:"max" yaml:"max"`
+}
+
+// Allow lists the capabilities a function is granted beyond computation.
+// Everything is denied by default.
+type Allow struct {
+	// Files mounts the function's own directory read-only (wasm: at /,
+	// sandbox: always at /var/task).
+	Files bool `json:"files,omitempty" yaml:"files,omitempty"`
+	// Network grants outbound network access (not supported yet by any driver).
+	Network bool `json:"network,omitempty" yaml:"network,omitempty"`
+}
+
+// Bytes is a size in bytes, written in YAML as "128Mi", "1Gi", "512Ki" or a
+// plain integer.
+type Bytes int64
+
+// Duration is a time.Duration written in YAML as "30s", "1m30s", "500ms".
+type Duration time.Duration
