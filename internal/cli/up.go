@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/bench"
+	"github.com/hearthdev/hearth/internal/server"
+)
+
+// DefaultListen is `hearth up`'s default listen address.
+const DefaultListen = "127.0.0.1:8080"
+
+func (a *app) upCommand() *cobra.Command {
+	var (
+		listen, data, logLevel string
+		demo                   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole platform in this process",
+		Long: `Run the gateway, scheduler, isolation drivers and the embedded NATS server
+in this process until interrupted. All state lives in the data directory, so
+running up again on the same directory keeps functions, logs and usage.
+SIGINT or SIGTERM drains in-flight invocations and exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", logLevel)
+			}
+			if data == "" {
+				d, err := a.dataDir()
+				if err != nil {
+					return err
+				}
+				data = d
+			}
+			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			return a.runServer(cmd.Context(), server.Config{
+				Listen:  listen,
+				DataDir: data,
+				Demo:    demo,
+				Logger:  logger,
+				Stdout:  a.stdout,
+				Ready: func(addr string) {
+					fmt.Fprintf(a.stdout, "hearth is up at http://%s\n  data: %s\n  key:  %s\n",
+						addr, data, filepath.Join(data, KeyFile))
+				},
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", DefaultListen, "HTTP listen address")
+	f.StringVar(&data, "data", "", "data directory (default $"+EnvData+", else ~/.local/share/hearth)")
+	f.BoolVar(&demo, "demo", false, "deploy the bundled example functions and print curl lines")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func (a *app) benchCommand() *cobra.Command {
+	var (
+		duration time.Duration
+		only     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the hot paths against baselines measured in the same run",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if duration <= 0 {
+				return fmt.Errorf("invalid --duration %s: must be positive", duration)
+			}
+			return a.runBench(cmd.Context(), bench.Config{
+				Out:      a.stdout,
+				Duration: duration,
+				Only:     only,
+				JSON:     a.output == outputJSON,
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", 2*time.Second, "time spent on each measurement")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "run only these benchmarks (comma-separated names)")
+	return cmd
+}
