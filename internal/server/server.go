@@ -1,14 +1,36 @@
 // Package server wires Hearth's subsystems together: the store, the isolation
-// drivers, the scheduler and the gateway. It is the one place where
-// dependencies are constructed and passed in; nothing below it reaches for a
-// global.
+// drivers, the scheduler, the registry and the gateway. It is the one place
+// where dependencies are constructed and passed in; nothing below it reaches
+// for a global.
 package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/driver/wasm"
+	"github.com/hearthdev/hearth/internal/gateway"
+	"github.com/hearthdev/hearth/internal/metrics"
+	"github.com/hearthdev/hearth/internal/registry"
+	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
 )
 
 // Config configures one Hearth node.
@@ -20,10 +42,191 @@ type Config struct {
 	Stdout  io.Writer // where --demo prints its curl lines
 	// Ready, if set, is called with the bound address once /healthz answers 200.
 	Ready func(addr string)
+	// DrainTimeout bounds how long shutdown waits for in-flight
+	// invocations. Default 30 s.
+	DrainTimeout time.Duration
 }
+
+// KeyFile is the admin key's file name inside the data directory.
+const KeyFile = "admin.key"
 
 // Run runs a node until ctx is done, then drains in-flight invocations,
 // stops every instance and returns nil.
 func Run(ctx context.Context, cfg Config) error {
-	return errors.New("server: not implemented yet")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	key, err := LoadOrCreateKey(filepath.Join(cfg.DataDir, KeyFile))
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(ctx, store.Options{Dir: cfg.DataDir, Logger: log.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer st.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	wasmDrv, err := wasm.New(wasm.Config{
+		CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"),
+		Logger:   log.With("component", "wasm"),
+	})
+	if err != nil {
+		return fmt.Errorf("wasm driver: %w", err)
+	}
+	drivers := map[string]driver.Driver{wasmDrv.Name(): wasmDrv}
+	for _, d := range extraDrivers(cfg, log) {
+		drivers[d.Name()] = d
+	}
+
+	sched := scheduler.New(scheduler.Config{
+		Drivers: drivers,
+		Metrics: m,
+		Logger:  log.With("component", "scheduler"),
+	})
+	records := records{st}
+	fns, err := registry.Open(ctx, registry.Config{
+		Store:      st,
+		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
+		Drivers:    drivers,
+		Scheduler:  sched,
+		Logs:       st,
+		Dir:        filepath.Join(cfg.DataDir, "functions"),
+		Logger:     log.With("component", "registry"),
+	})
+	if err != nil {
+		sched.Close(context.Background())
+		wasmDrv.Close(context.Background())
+		return err
+	}
+
+	var ready atomic.Bool
+	gw := gateway.New(gateway.Config{
+		Key:       key,
+		Functions: fns,
+		Invoker:   sched,
+		Records:   records,
+		Metrics:   m,
+		Gatherer:  reg,
+		Logger:    log.With("component", "gateway"),
+		Ready:     ready.Load,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		sched.Close(context.Background())
+		wasmDrv.Close(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	ready.Store(true)
+	log.Info("hearth is up", "addr", "http://"+addr, "data", cfg.DataDir, "functions", len(fns.Names()))
+
+	if cfg.Demo {
+		available := func(iso string) bool { _, ok := drivers[iso]; return ok }
+		if err := deployDemo(ctx, fns, available, cfg, addr); err != nil {
+			log.Error("demo", "err", err)
+			fmt.Fprintf(cfg.Stdout, "demo: %v\n", err)
+		}
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(addr)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("http server stopped", "err", err)
+	}
+	ready.Store(false)
+	log.Info("draining", "timeout", cfg.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain incomplete; closing connections", "err", err)
+		srv.Close()
+	}
+	if err := sched.Close(dctx); err != nil {
+		log.Warn("stopping instances", "err", err)
+	}
+	if err := wasmDrv.Close(dctx); err != nil {
+		log.Warn("closing wasm driver", "err", err)
+	}
+	for _, d := range drivers {
+		if c, ok := d.(interface{ Close(context.Context) error }); ok && d != driver.Driver(wasmDrv) {
+			c.Close(dctx)
+		}
+	}
+	if err := st.Flush(dctx); err != nil {
+		log.Warn("flushing records", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// extraDrivers returns the isolation drivers beyond wasm available on this
+// node. The Linux sandbox driver plugs in here.
+func extraDrivers(cfg Config, log *slog.Logger) []driver.Driver { return nil }
+
+// records adapts the store to the gateway's Records interface.
+type records struct{ *store.Store }
+
+func (r records) Logs(ctx context.Context, q gateway.LogQuery, fn func(api.LogEntry) error) error {
+	return r.Store.Logs(ctx, store.LogQuery{Function: q.Function, Tail: q.Tail, Follow: q.Follow, Since: q.Since}, fn)
+}
+
+// LoadOrCreateKey reads the admin key, creating a random one (mode 0600)
+// on first start.
+func LoadOrCreateKey(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", fmt.Errorf("admin key file %s is empty; delete it to create a new key", path)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("reading admin key: %w", err)
+	}
+	var raw [24]byte
+	rand.Read(raw[:])
+	k := "hk_" + hex.EncodeToString(raw[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return LoadOrCreateKey(path)
+		}
+		return "", fmt.Errorf("creating admin key: %w", err)
+	}
+	if _, err := f.WriteString(k + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("writing admin key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return k, f.Close()
 }

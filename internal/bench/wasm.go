@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/client"
+	"github.com/hearthdev/hearth/internal/demo"
+	"github.com/hearthdev/hearth/internal/server"
+)
+
+// env is a Hearth node started in-process for the benchmarks, with the
+// example functions built.
+type env struct {
+	cfg     Config
+	src     string // extracted sources (a Go module)
+	dataDir string
+	addr    string
+	key     string
+	cl      *client.Client
+	stop    func()
+}
+
+func newEnv(ctx context.Context, cfg Config) (*env, error) {
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	src, err := demo.Extract(cfg.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.MkdirTemp(cfg.WorkDir, "node-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, src: src, dataDir: data}
+	if err := e.start(ctx); err != nil {
+		os.RemoveAll(data)
+		return nil, err
+	}
+	return e, nil
+}
+
+// start runs a node on e.dataDir and waits until it is ready.
+func (e *env) start(ctx context.Context) error {
+	nctx, cancel := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(nctx, server.Config{
+			Listen:  "127.0.0.1:0",
+			DataDir: e.dataDir,
+			Logger:  e.cfg.Logger,
+			Ready:   func(addr string) { ready <- addr },
+		})
+	}()
+	select {
+	case e.addr = <-ready:
+	case err := <-done:
+		cancel()
+		return fmt.Errorf("starting node: %w", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		return fmt.Errorf("node did not become ready in 60 s")
+	}
+	e.stop = func() {
+		cancel()
+		<-done
+	}
+	key, err := os.ReadFile(filepath.Join(e.dataDir, server.KeyFile))
+	if err != nil {
+		return err
+	}
+	e.key = string(trimNL(key))
+	e.cl = client.New("http://"+e.addr, e.key)
+	return nil
+}
+
+func (e *env) close() {
+	if e.stop != nil {
+		e.stop()
+	}
+	os.RemoveAll(e.dataDir)
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (e *env) authHeader() http.Header {
+	return http.Header{"Authorization": {"Bearer " + e.key}}
+}
+
+// function copies an example directory under a new function name, with
+// module replaced by wasm (when non-empty), and deploys it.
+func (e *env) deploy(ctx context.Context, example, name string, wasm []byte) error {
+	src := filepath.Join(e.src, "examples", example)
+	dir, err := os.MkdirTemp(e.cfg.WorkDir, "fn-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	man, err := os.ReadFile(filepath.Join(src, "hearth.yaml"))
+	if err != nil {
+		return err
+	}
+	man = regexp.MustCompile(`(?m)^name:.*$`).ReplaceAll(man, []byte("name: "+name))
+	man = regexp.MustCompile(`(?m)^concurrency:.*$`).ReplaceAll(man, nil)
+	man = regexp.MustCompile(`(?m)^scale:.*$`).ReplaceAll(man, nil)
+	man = append(man, []byte("\nscale: {min: 0, max: 16}\n")...)
+	if err := os.WriteFile(filepath.Join(dir, "hearth.yaml"), man, 0o644); err != nil {
+		return err
+	}
+	modRe := regexp.MustCompile(`(?m)^module:\s*(\S+)`)
+	mod := modRe.FindSubmatch(man)
+	if mod == nil {
+		return fmt.Errorf("example %s has no module", example)
+	}
+	if wasm == nil {
+		if wasm, err = os.ReadFile(filepath.Join(src, string(mod[1]))); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, string(mod[1])), wasm, 0o644); err != nil {
+		return err
+	}
+	_, err = e.cl.Deploy(ctx, dir)
+	return err
+}
+
+func (e *env) url(name, path string) string { return "http://" + e.addr + "/fn/" + name + path }
+
+// goHello builds the Go hello example, as a reactor (snapshot fast path)
+// or a plain command module (a fresh runtime per request).
+func (e *env) goHello(ctx context.Context, reactor bool) ([]byte, error) {
+	out := filepath.Join(e.cfg.WorkDir, "hello-command.wasm")
+	var flags []string
+	if reactor {
+		out = filepath.Join(e.cfg.WorkDir, "hello-reactor.wasm")
+		flags = []string{"-buildmode=c-shared"}
+	}
+	if _, err := os.Stat(out); err != nil {
+		if err := demo.GoBuildTo(ctx, e.src, "./examples/hello-go", out, []string{"GOOS=wasip1", "GOARCH=wasm"}, flags, os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	return os.ReadFile(out)
+}
+
+// benchWasmWarm: warm invocations of the tiny WASI module through the full
+// gateway, against a plain net/http hello handler driven the same way.
+func benchWasmWarm(ctx context.Context, e *env) ([]Figure, error) {
+	if err := e.deploy(ctx, "echo-c", "bench-echo", nil); err != nil {
+		return nil, err
+	}
+	rawURL, stop, err := rawBaseline()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	const conc = 16
+	c := NewClient(conc)
+	d := e.cfg.Duration
+	// Warm both up so neither pays for connection set-up or first use.
+	Load{URL: rawURL, Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+	Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+
+	raw := Load{URL: rawURL, Concurrency: conc, Duration: d}.Run(ctx, c)
+	gw := Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	if gw.Errors > 0 {
+		return nil, fmt.Errorf("gateway answered %d errors: %v", gw.Errors, gw.Status)
+	}
+	raw1 := Load{URL: rawURL, Concurrency: 1, Duration: d / 2}.Run(ctx, c)
+	gw1 := Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: 1, Duration: d / 2}.Run(ctx, c)
+	ratio := gw.RPS() / raw.RPS()
+	added := float64(gw1.P50-raw1.P50) / float64(time.Microsecond)
+	return []Figure{
+		{Name: "raw net/http hello (baseline, 16 clients)", Value: raw.RPS(), Unit: "req/s"},
+		{Name: "gateway → tiny WASI module, warm (16 clients)", Value: gw.RPS(), Unit: "req/s",
+			Baseline: "raw", BaseVal: raw.RPS(), Ratio: ratio, Target: "≥ 0.50×", Pass: pass(ratio >= 0.5)},
+		{Name: "gateway added latency p50 (1 client)", Value: added, Unit: "µs",
+			Baseline: fmt.Sprintf("raw p50 %.0f µs, gateway p50 %.0f µs", us(raw1.P50), us(gw1.P50)),
+			Target: "≤ 100 µs", Pass: pass(added <= 100)},
+	}, nil
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// benchSnapshot: the Go wasip1 hello with per-request isolation, restored
+// from a post-initialisation snapshot, against a fresh instance per request.
+func benchSnapshot(ctx context.Context, e *env) ([]Figure, error) {
+	cmd, err := e.goHello(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	reactor, err := e.goHello(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.deploy(ctx, "hello-go", "bench-hello-fresh", cmd); err != nil {
+		return nil, err
+	}
+	if err := e.deploy(ctx, "hello-go", "bench-hello-snap", reactor); err != nil {
+		return nil, err
+	}
+	const conc = 8
+	c := NewClient(conc)
+	d := e.cfg.Duration
+	Load{URL: e.url("bench-hello-fresh", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+	Load{URL: e.url("bench-hello-snap", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+	fresh := Load{URL: e.url("bench-hello-fresh", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	snap := Load{URL: e.url("bench-hello-snap", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	if fresh.Errors > 0 || snap.Errors > 0 {
+		return nil, fmt.Errorf("errors: fresh %v, snapshot %v", fresh.Status, snap.Status)
+	}
+	ratio := snap.RPS() / fresh.RPS()
+	return []Figure{
+		{Name: "Go wasip1 hello, fresh instance per request (baseline)", Value: fresh.RPS(), Unit: "req/s",
+			Note: fmt.Sprintf("p50 %.2f ms", us(fresh.P50)/1000)},
+		{Name: "Go wasip1 hello, snapshot restore per request", Value: snap.RPS(), Unit: "req/s",
+			Baseline: "fresh", BaseVal: fresh.RPS(), Ratio: ratio, Target: "≥ 10×", Pass: pass(ratio >= 10),
+			Note: fmt.Sprintf("p50 %.2f ms", us(snap.P50)/1000)},
+	}, nil
+}
+
+// benchCold: deploy of a new version of the 2 MB Go module to its first
+// response (compilation dominates), and the first invocation after a
+// restart (compiled code comes from the on-disk cache).
+func benchCold(ctx context.Context, e *env) ([]Figure, error) {
+	reactor, err := e.goHello(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	// A custom section with a nonce makes the module new to the
+	// compilation cache, so this deploy really compiles.
+	mod := withNonce(reactor)
+	t0 := time.Now()
+	if err := e.deploy(ctx, "hello-go", "bench-cold", mod); err != nil {
+		return nil, err
+	}
+	if err := e.get(ctx, "bench-cold"); err != nil {
+		return nil, err
+	}
+	deploy := time.Since(t0)
+
+	// A warm request for scale.
+	t1 := time.Now()
+	if err := e.get(ctx, "bench-cold"); err != nil {
+		return nil, err
+	}
+	warm := time.Since(t1)
+
+	e.stop()
+	e.stop = nil
+	if err := e.start(ctx); err != nil {
+		return nil, err
+	}
+	t2 := time.Now()
+	if err := e.get(ctx, "bench-cold"); err != nil {
+		return nil, err
+	}
+	restart := time.Since(t2)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return []Figure{
+		{Name: fmt.Sprintf("deploy new %.1f MB Go version → first response", float64(len(mod))/1e6), Value: ms(deploy), Unit: "ms",
+			Baseline: "warm request", BaseVal: ms(warm), Target: "≤ 1000 ms", Pass: pass(deploy <= time.Second)},
+		{Name: "first invocation after restart (compile cache hit)", Value: ms(restart), Unit: "ms",
+			Baseline: "warm request", BaseVal: ms(warm), Target: "≤ 50 ms", Pass: pass(restart <= 50*time.Millisecond)},
+	}, nil
+}
+
+func (e *env) get(ctx context.Context, name string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(name, "/"), nil)
+	req.Header = e.authHeader()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", name, resp.Status)
+	}
+	return nil
+}
+
+// withNonce appends a custom section holding random bytes to a module.
+func withNonce(mod []byte) []byte {
+	name := "hearth.bench.nonce"
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	payload := append(binary.AppendUvarint(nil, uint64(len(name))), name...)
+	payload = append(payload, nonce[:]...)
+	out := append([]byte{}, mod...)
+	out = append(out, 0) // custom section id
+	out = binary.AppendUvarint(out, uint64(len(payload)))
+	return append(out, payload...)
+}
