@@ -229,8 +229,8 @@ func TestDeployInvokeVersionsRemove(t *testing.T) {
 	if err != nil || !strings.Contains(out, "version 2") {
 		t.Fatalf("second deploy: %v\n%s", err, out)
 	}
-	resp, body = n.do("POST", "/fn/greeter/a/b?x=1", strings.NewReader("payload"))
-	if resp.StatusCode != 200 || string(body) != "payload" || resp.Header.Get("X-Echo-Path") != "/a/b" || resp.Header.Get("X-Echo-Query") != "x=1" {
+	resp, body = n.do("POST", "/fn/greeter/a/b?x=1", strings.NewReader("payload"), "X-Test", "passed")
+	if resp.StatusCode != 200 || string(body) != "payload" || resp.Header.Get("X-Echo-Path") != "/a/b" || resp.Header.Get("X-Echo-Query") != "x=1" || resp.Header.Get("X-Echo-Test") != "passed" {
 		t.Fatalf("v2: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	out, err = n.cli("ls", "-o", "json")

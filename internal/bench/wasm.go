@@ -190,7 +190,7 @@ func benchWasmWarm(ctx context.Context, e *env) ([]Figure, error) {
 			Baseline: "raw", BaseVal: raw.RPS(), Ratio: ratio, Target: "≥ 0.50×", Pass: pass(ratio >= 0.5)},
 		{Name: "gateway added latency p50 (1 client)", Value: added, Unit: "µs",
 			Baseline: fmt.Sprintf("raw p50 %.0f µs, gateway p50 %.0f µs", us(raw1.P50), us(gw1.P50)),
-			Target: "≤ 100 µs", Pass: pass(added <= 100)},
+			Target:   "≤ 100 µs", Pass: pass(added <= 100)},
 	}, nil
 }
 

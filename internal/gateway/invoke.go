@@ -40,6 +40,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 		writeBodyError(w, err, g.cfg.MaxBody)
 		return
 	}
+	// The caller's bearer key is Hearth's, not the function's: never pass
+	// it on to guest code.
+	r.Header.Del("Authorization")
 	id := NewID()
 	stderr := funclog.NewWriter(logSink{g.cfg.Records}, api.LogEntry{
 		Function: name, Version: fn.Spec.Version, InvocationID: id, Stream: "stderr",

@@ -1,0 +1,147 @@
+package wasm
+
+import (
+	"bytes"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
+)
+
+// pageLimit returns the memory limit in bytes of a spec's MemoryBytes:
+// page-aligned, at most 4 GiB, and 4 GiB when unset.
+func pageLimit(memoryBytes int64) uint64 {
+	limit := uint64(max(memoryBytes, 0))
+	if limit == 0 || limit > maxMemoryBytes {
+		limit = maxMemoryBytes
+	}
+	return limit - limit%pageSize
+}
+
+// pageSize is the WebAssembly page size.
+const pageSize = 65536
+
+// maxMemoryBytes is the most a 32-bit WebAssembly memory can hold (4 GiB).
+const maxMemoryBytes = 65536 * pageSize
+
+// allocator backs exactly one module instance's linear memory with an mmap'd
+// region reserved up to the instance's memory limit, so growing never copies
+// and the driver knows for certain when the guest asked for more than its
+// limit. wazero's own page limit is left at the 4 GiB maximum: this allocator
+// is the one that refuses.
+//
+// With a snapshot (fd >= 0) the region maps the snapshot's memfd
+// MAP_PRIVATE: the memory starts as the snapshot without copying, and pages
+// are copied only when the guest writes them.
+type allocator struct {
+	limit uint64        // bytes; Reallocate beyond this fails
+	fd    int           // snapshot memfd, or -1 for anonymous memory
+	usage *atomic.Int64 // the owning instance's live linear-memory bytes
+	live  *atomic.Int64 // the driver's count of mapped linear memories
+
+	mem      *linearMemory // set by Allocate
+	limitHit atomic.Bool   // the guest asked for more than limit
+}
+
+func newAllocator(limit uint64, fd int, usage, live *atomic.Int64) *allocator {
+	return &allocator{limit: limit, fd: fd, usage: usage, live: live}
+}
+
+// Allocate implements experimental.MemoryAllocator.
+func (a *allocator) Allocate(_, max uint64) experimental.LinearMemory {
+	reserve := min(a.limit, max)
+	if reserve < pageSize {
+		reserve = pageSize
+	}
+	m := &linearMemory{a: a, limit: min(a.limit, max)}
+	var err error
+	if a.fd >= 0 {
+		m.region, err = unix.Mmap(a.fd, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	} else {
+		m.region, err = unix.Mmap(-1, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
+	}
+	if err != nil {
+		// Out of address space: fall back to the Go heap so that wazero's
+		// instantiation still sees a valid buffer. Growth is still capped.
+		m.region, m.heap = make([]byte, reserve), true
+	}
+	a.mem = m
+	a.live.Add(1)
+	return m
+}
+
+// linearMemory implements experimental.LinearMemory.
+type linearMemory struct {
+	a      *allocator
+	region []byte // the whole reservation
+	heap   bool   // region came from the Go heap, not mmap
+	limit  uint64
+	size   uint64
+	// shrinkTo, when non-zero, makes the next Reallocate return the memory
+	// cut back to this many bytes (see pooled.reset).
+	shrinkTo uint64
+}
+
+// Reallocate implements experimental.LinearMemory. It never moves memory.
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if m.shrinkTo != 0 {
+		size, m.shrinkTo = m.shrinkTo, 0
+		m.a.usage.Add(int64(size) - int64(m.size))
+		m.size = size
+		return m.region[:size:size]
+	}
+	if size > m.limit || size > uint64(len(m.region)) {
+		m.a.limitHit.Store(true)
+		return nil
+	}
+	m.a.usage.Add(int64(size) - int64(m.size))
+	m.size = size
+	return m.region[:size:size]
+}
+
+// Free implements experimental.LinearMemory.
+func (m *linearMemory) Free() {
+	if m.region == nil {
+		return
+	}
+	m.a.usage.Add(-int64(m.size))
+	m.a.live.Add(-1)
+	if !m.heap {
+		_ = unix.Munmap(m.region)
+	}
+	m.region, m.size = nil, 0
+}
+
+// osPageSize is the granularity restore compares and copies at.
+const osPageSize = 4096
+
+var zeroPage [osPageSize]byte
+
+// restore makes [0, n) of the memory equal to pristine followed by zeros, by
+// comparing page by page and copying back only pages that differ. Pages stay
+// mapped: writing to a page after MADV_DONTNEED costs a page fault (and a
+// copy, for a file mapping), which on virtual machines costs tens of
+// microseconds, while comparing a page that did not change costs a few
+// hundred nanoseconds at most.
+func (m *linearMemory) restore(pristine []byte, n uint64) {
+	n = min(n, uint64(len(m.region)))
+	mem := m.region[:n]
+	for off := 0; off < len(mem); off += osPageSize {
+		page := mem[off:min(off+osPageSize, len(mem))]
+		var want []byte
+		if off < len(pristine) {
+			want = pristine[off:min(off+osPageSize, len(pristine))]
+		}
+		if len(want) == len(page) {
+			if !bytes.Equal(page, want) {
+				copy(page, want)
+			}
+			continue
+		}
+		// Past the snapshot image: zero.
+		if !bytes.Equal(page, zeroPage[:len(page)]) {
+			clear(page[len(want):])
+			copy(page, want)
+		}
+	}
+}
