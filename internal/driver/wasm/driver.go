@@ -28,10 +28,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/hearthdev/hearth/internal/driver"
@@ -261,9 +263,16 @@ func (d *Driver) compile(ctx context.Context, spec *driver.Spec) (*module, error
 		return nil, driver.Errorf(driver.ErrInvalidArtifact, "module %s imports its memory; Hearth modules must define their own", name)
 	}
 	m := &module{name: name, info: info, refs: 1}
-	// Classify by exports: compile the original first, it is what command
-	// modules run.
-	compiled, err := d.runtime.CompileModule(ctx, bin)
+	// Compile once, with every global exported: a reactor needs that to
+	// capture and restore its post-initialisation state, and the extra
+	// exports are harmless to a command module. Compilation is the
+	// expensive part of a deploy, so it uses every CPU.
+	rewritten, err := exportGlobals(bin, info)
+	if err != nil {
+		return nil, driver.Errorf(driver.ErrInvalidArtifact, "module %s: %v", name, err)
+	}
+	cctx := experimental.WithCompilationWorkers(ctx, runtime.NumCPU())
+	compiled, err := d.runtime.CompileModule(cctx, rewritten)
 	if err != nil {
 		return nil, driver.Errorf(driver.ErrInvalidArtifact, "module %s: %v", name, err)
 	}
@@ -279,16 +288,7 @@ func (d *Driver) compile(ctx context.Context, spec *driver.Spec) (*module, error
 	case hasStart:
 		m.compiled = compiled
 	case hasHandle:
-		// A reactor: recompile with every global exported, so that the
-		// post-initialisation state can be captured and restored.
-		compiled.Close(ctx)
-		rewritten, err := exportGlobals(bin, info)
-		if err != nil {
-			return nil, driver.Errorf(driver.ErrInvalidArtifact, "module %s: %v", name, err)
-		}
-		if m.compiled, err = d.runtime.CompileModule(ctx, rewritten); err != nil {
-			return nil, driver.Errorf(driver.ErrInvalidArtifact, "module %s: %v", name, err)
-		}
+		m.compiled = compiled
 		m.reactor, m.hasInit = true, hasInit
 		m.snapshots = map[string]*snapshot{}
 	case hasInit:
