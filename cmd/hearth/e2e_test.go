@@ -547,7 +547,8 @@ func TestDemo(t *testing.T) {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) < 3 || strings.Contains(n.stderr.String(), "skipping example") {
+	all := strings.Join(lines, "\n")
+	if len(lines) < 3 || !strings.Contains(all, "/fn/hello'") || !strings.Contains(all, "/fn/echo-c/") {
 		t.Fatalf("demo printed %d curl lines:\n%s", len(lines), n.stderr.String())
 	}
 	for _, l := range lines {

@@ -63,9 +63,16 @@ type Function struct {
 // FunctionStatus is the live state of a function on this node.
 type FunctionStatus struct {
 	Instances  int `json:"instances"`   // running instances
+	Starting   int `json:"starting"`    // instances being started
 	Idle       int `json:"idle"`        // instances with no invocation in flight
 	InFlight   int `json:"in_flight"`   // invocations running
 	QueueDepth int `json:"queue_depth"` // invocations waiting for capacity
+	// Desired is the instance count of the last sizing decision, Reason
+	// says why, Panic whether the autoscaler is in panic mode.
+	Desired   int    `json:"desired"`
+	Panic     bool   `json:"panic,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	KeepAlive string `json:"keepalive_policy,omitempty"`
 }
 
 // FunctionList is GET /v1/functions.

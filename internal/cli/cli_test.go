@@ -175,7 +175,7 @@ func fakeAPI(t *testing.T) *httptest.Server {
 			notFound(w, r.PathValue("name"))
 			return
 		}
-		f.Status = &api.FunctionStatus{Instances: 2, Idle: 1, InFlight: 1, QueueDepth: 0}
+		f.Status = &api.FunctionStatus{Instances: 2, Idle: 1, InFlight: 1, QueueDepth: 0, Desired: 2, Reason: "stable: 60s avg 1.0 in flight", KeepAlive: "hearth"}
 		reply(w, http.StatusOK, f)
 	})
 	mux.HandleFunc("DELETE /v1/functions/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -298,7 +298,9 @@ func TestCommands(t *testing.T) {
 				"Scale:           min 0, max 10\n" +
 				"Env:             A=b GREETING=hi\n" +
 				"Allow:           nothing beyond computation\n" +
-				"Status:          2 instances (1 idle), 1 in flight, 0 queued\n" +
+				"Status:          2 instances (1 idle, 0 starting), 1 in flight, 0 queued\n" +
+				"Sizing:          desired 2: stable: 60s avg 1.0 in flight\n" +
+				"Keep-alive:      hearth\n" +
 				"\n" +
 				"VERSION      DIGEST                SIZE    CREATED\n" +
 				"2 (serving)  sha256:abcd1234abcd…  1.9 MB  2026-11-27T05:55:00Z (5m ago)\n" +

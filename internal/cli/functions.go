@@ -142,7 +142,18 @@ func describe(w io.Writer, f api.Function, now time.Time) error {
 	kv.row("Env:", formatEnv(m.Env))
 	kv.row("Allow:", formatAllow(m.Allow.Files, m.Allow.Network))
 	if s := f.Status; s != nil {
-		kv.row("Status:", fmt.Sprintf("%s (%d idle), %d in flight, %d queued", plural(s.Instances, "instance"), s.Idle, s.InFlight, s.QueueDepth))
+		kv.row("Status:", fmt.Sprintf("%s (%d idle, %d starting), %d in flight, %d queued", plural(s.Instances, "instance"), s.Idle, s.Starting, s.InFlight, s.QueueDepth))
+		scale := fmt.Sprintf("desired %d", s.Desired)
+		if s.Panic {
+			scale += " (panic mode)"
+		}
+		if s.Reason != "" {
+			scale += ": " + s.Reason
+		}
+		kv.row("Sizing:", scale)
+		if s.KeepAlive != "" {
+			kv.row("Keep-alive:", s.KeepAlive)
+		}
 	} else {
 		kv.row("Status:", "-")
 	}

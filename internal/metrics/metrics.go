@@ -12,6 +12,9 @@ type Metrics struct {
 	Invocations *prometheus.CounterVec   // function, status
 	Duration    *prometheus.HistogramVec // function
 	ColdStarts  *prometheus.CounterVec   // function
+	Starts      *prometheus.CounterVec   // function, cause
+	Desired     *prometheus.GaugeVec     // function
+	Panic       *prometheus.GaugeVec     // function
 	Instances   *prometheus.GaugeVec     // function, state (idle|busy|starting)
 	QueueDepth  *prometheus.GaugeVec     // function
 	Rejected    *prometheus.CounterVec   // function, reason (queue_full|queue_timeout)
@@ -33,7 +36,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"function"}),
 		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_cold_starts_total",
-			Help: "Invocations that had to start a new instance.",
+			Help: "Invocations that waited for a new instance to start.",
+		}, []string{"function"}),
+		Starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_instance_starts_total",
+			Help: "Instances started, by cause (scale_from_zero, burst, autoscale, prewarm, scale_min).",
+		}, []string{"function", "cause"}),
+		Desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hearth_desired_instances",
+			Help: "Instance count wanted by the last sizing decision.",
+		}, []string{"function"}),
+		Panic: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hearth_autoscaler_panic",
+			Help: "1 while the function's autoscaler is in panic mode.",
 		}, []string{"function"}),
 		Instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hearth_instances",
@@ -56,7 +71,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Function log lines dropped because a line or an invocation exceeded its size limit.",
 		}),
 	}
-	reg.MustRegister(m.Invocations, m.Duration, m.ColdStarts, m.Instances, m.QueueDepth, m.Rejected, m.Deploys, m.LogsDropped)
+	reg.MustRegister(m.Invocations, m.Duration, m.ColdStarts, m.Starts, m.Desired, m.Panic, m.Instances, m.QueueDepth, m.Rejected, m.Deploys, m.LogsDropped)
 	return m
 }
 
@@ -66,6 +81,9 @@ func (m *Metrics) Forget(function string) {
 	m.Invocations.DeletePartialMatch(l)
 	m.Duration.DeletePartialMatch(l)
 	m.ColdStarts.DeletePartialMatch(l)
+	m.Starts.DeletePartialMatch(l)
+	m.Desired.DeletePartialMatch(l)
+	m.Panic.DeletePartialMatch(l)
 	m.Instances.DeletePartialMatch(l)
 	m.QueueDepth.DeletePartialMatch(l)
 	m.Rejected.DeletePartialMatch(l)

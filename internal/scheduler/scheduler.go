@@ -1,9 +1,17 @@
-// Package scheduler places invocations on instances. It keeps one pool of
-// instances per function version, starts instances on demand up to the
-// function's scale.max, lets each take up to `concurrency` invocations at
-// once, queues the overflow in a bounded queue and rejects past it with
-// ErrOverloaded (HTTP 429), and stops instances that stay idle past the
-// keep-alive.
+// Package scheduler places invocations on instances and sizes each
+// function's set of instances.
+//
+// It keeps one pool of instances per function version. Placement is driven
+// by requests: an instance takes up to `concurrency` invocations at once;
+// when all are busy the request waits in a bounded queue (past it:
+// ErrOverloaded, HTTP 429) and as many instances as the queue needs start at
+// once (the Knative activator's job). Sizing is periodic: every tick the
+// function's autoscaler (internal/autoscale, Knative's KPA rules) turns the
+// observed concurrency into a desired count while the function is busy, and
+// the keep-alive policy (internal/keepalive, the same code `hearth sim`
+// replays) decides whether an idle function keeps an instance loaded, drops
+// it, or pre-warms one ahead of a predicted invocation. scale.min and
+// scale.max bound everything.
 //
 // The scheduler knows nothing about isolation technologies: it drives every
 // instance through the driver.Driver interface.
@@ -21,6 +29,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/keepalive"
 	"github.com/hearthdev/hearth/internal/metrics"
 )
 
@@ -69,6 +78,9 @@ type Function struct {
 	Spec      driver.Spec
 	ScaleMin  int
 	ScaleMax  int
+	// KeepAlive names the keep-alive policy (see keepalive.New); empty
+	// means the node's default.
+	KeepAlive string
 }
 
 // Config configures a Scheduler.
@@ -76,19 +88,19 @@ type Config struct {
 	Drivers map[string]driver.Driver // by isolation tier
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// KeepAlive is how long an idle instance above scale.min is kept.
-	// Default 10 minutes.
-	KeepAlive time.Duration
+	// KeepAlive is the node's default keep-alive policy name (see
+	// keepalive.New). Default "hearth".
+	KeepAlive string
 	// QueueSize bounds the invocations waiting for capacity per function.
-	// Default 100.
+	// Default 1000.
 	QueueSize int
 	// MaxQueueWait bounds how long one invocation waits for capacity before
 	// 429. Default: the function's timeout.
 	MaxQueueWait time.Duration
 	// StartTimeout bounds the start of one instance. Default 30 s.
 	StartTimeout time.Duration
-	// ReapInterval is how often idle instances are looked for. Default 1 s.
-	ReapInterval time.Duration
+	// TickInterval is how often each function's size is decided. Default 2 s.
+	TickInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -98,10 +110,14 @@ type Scheduler struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	pools   map[string]*pool // by Spec.Key()
-	current map[string]*pool // by function name: the pool serving new traffic
-	closed  bool
+	mu       sync.Mutex
+	pools    map[string]*pool // by Spec.Key()
+	current  map[string]*pool // by function name: the pool serving new traffic
+	policies map[string]keepalive.Policy
+	closed   bool
+	// waiting is set once Close waits for wg: from then on no goroutine
+	// may be added to it (see spawn).
+	waiting bool
 
 	stopReaper context.CancelFunc
 	wg         sync.WaitGroup // reaper and instance stops
@@ -109,17 +125,17 @@ type Scheduler struct {
 
 // New returns a running scheduler; Close stops it.
 func New(cfg Config) *Scheduler {
-	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 10 * time.Minute
+	if cfg.KeepAlive == "" {
+		cfg.KeepAlive = "hearth"
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 100
+		cfg.QueueSize = 1000
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
-	if cfg.ReapInterval <= 0 {
-		cfg.ReapInterval = time.Second
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 2 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -131,17 +147,18 @@ func New(cfg Config) *Scheduler {
 		cfg.Metrics = metrics.New(prometheus.NewRegistry())
 	}
 	s := &Scheduler{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		pools:   make(map[string]*pool),
-		current: make(map[string]*pool),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		pools:    make(map[string]*pool),
+		current:  make(map[string]*pool),
+		policies: make(map[string]keepalive.Policy),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopReaper = cancel
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.reapLoop(ctx)
+		s.tickLoop(ctx)
 	}()
 	return s
 }
@@ -177,7 +194,8 @@ func (s *Scheduler) Invoke(ctx context.Context, fn *Function, req *driver.Reques
 	return resp, Outcome{Cold: cold || (resp != nil && resp.Cold)}, err
 }
 
-// Status reports the live state of a function's instances.
+// Status reports the live state of a function's instances and the last
+// sizing decision with its reason.
 func (s *Scheduler) Status(name string) api.FunctionStatus {
 	s.mu.Lock()
 	var ps []*pool
@@ -186,11 +204,13 @@ func (s *Scheduler) Status(name string) api.FunctionStatus {
 			ps = append(ps, p)
 		}
 	}
+	cur := s.current[name]
 	s.mu.Unlock()
 	var st api.FunctionStatus
 	for _, p := range ps {
 		p.mu.Lock()
 		st.Instances += len(p.instances)
+		st.Starting += p.starting
 		for _, in := range p.instances {
 			st.InFlight += in.inflight
 			if in.inflight == 0 {
@@ -198,6 +218,12 @@ func (s *Scheduler) Status(name string) api.FunctionStatus {
 			}
 		}
 		st.QueueDepth += p.waiting
+		if p == cur {
+			st.Desired = p.decision.Desired
+			st.Panic = p.decision.Panic
+			st.Reason = p.decision.Reason
+			st.KeepAlive = p.policy.Name()
+		}
 		p.mu.Unlock()
 	}
 	return st
@@ -215,6 +241,9 @@ func (s *Scheduler) Remove(ctx context.Context, name string) {
 		}
 	}
 	delete(s.current, name)
+	for _, pol := range s.policies {
+		pol.Forget(name)
+	}
 	s.mu.Unlock()
 	for _, p := range ps {
 		p.retire()
@@ -248,6 +277,9 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	for _, p := range ps {
 		p.wait(ctx)
 	}
+	s.mu.Lock()
+	s.waiting = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -278,7 +310,19 @@ func (s *Scheduler) pool(fn *Function) (*pool, error) {
 		// on the newer pool rather than resurrecting the old one.
 		return old, nil
 	}
-	p := s.newPool(fn, drv)
+	polName := fn.KeepAlive
+	if polName == "" {
+		polName = s.cfg.KeepAlive
+	}
+	pol, ok := s.policies[polName]
+	if !ok {
+		var err error
+		if pol, err = keepalive.New(polName); err != nil {
+			return nil, err
+		}
+		s.policies[polName] = pol
+	}
+	p := s.newPool(fn, drv, pol)
 	s.pools[key] = p
 	if old := s.current[fn.Spec.Function]; old != nil {
 		delete(s.pools, old.fn.Spec.Key())
@@ -288,8 +332,8 @@ func (s *Scheduler) pool(fn *Function) (*pool, error) {
 	return p, nil
 }
 
-func (s *Scheduler) reapLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ReapInterval)
+func (s *Scheduler) tickLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.TickInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -305,20 +349,35 @@ func (s *Scheduler) reapLoop(ctx context.Context) {
 		s.mu.Unlock()
 		now := s.cfg.Now()
 		for _, p := range ps {
-			p.reap(now)
+			p.tick(now)
 		}
 	}
 }
 
-// stopInstance stops in asynchronously under the scheduler's WaitGroup.
-func (s *Scheduler) stopInstance(fn string, inst driver.Instance) {
+// spawn runs f in a goroutine owned by the scheduler (Close waits for it).
+// Once Close is waiting it runs f synchronously instead.
+func (s *Scheduler) spawn(f func()) {
+	s.mu.Lock()
+	if s.waiting {
+		s.mu.Unlock()
+		f()
+		return
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		f()
+	}()
+}
+
+// stopInstance stops inst asynchronously.
+func (s *Scheduler) stopInstance(fn string, inst driver.Instance) {
+	s.spawn(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := inst.Stop(ctx); err != nil {
 			s.log.Warn("stopping instance", "function", fn, "err", err)
 		}
-	}()
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/keepalive"
 )
 
 // fakeDriver is a driver whose instances block until released; it lets the
@@ -116,7 +117,7 @@ func TestConcurrencyAndQueue(t *testing.T) {
 
 	var ok, overloaded atomic.Int32
 	var wg sync.WaitGroup
-	for range 10 {
+	for i := range 10 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -134,12 +135,16 @@ func TestConcurrencyAndQueue(t *testing.T) {
 				t.Errorf("unexpected error: %v", err)
 			}
 		}()
+		// One at a time, so the outcome does not depend on start races.
+		waitFor(t, "request placed", func() bool {
+			st := s.Status("f")
+			return st.InFlight+st.QueueDepth+int(overloaded.Load()) == i+1 && st.Starting == 0
+		})
 	}
 	// 4 in flight + 3 queued; the other 3 are rejected at once.
-	waitFor(t, "rejections", func() bool { return overloaded.Load() == 3 })
 	st := s.Status("f")
-	if st.InFlight != 4 || st.QueueDepth != 3 || st.Instances != 2 {
-		t.Fatalf("status = %+v, want 4 in flight, 3 queued, 2 instances", st)
+	if st.InFlight != 4 || st.QueueDepth != 3 || st.Instances != 2 || overloaded.Load() != 3 {
+		t.Fatalf("status = %+v, %d rejected; want 4 in flight, 3 queued, 2 instances, 3 rejected", st, overloaded.Load())
 	}
 	close(d.gate)
 	wg.Wait()
@@ -148,6 +153,31 @@ func TestConcurrencyAndQueue(t *testing.T) {
 	}
 	if d.started.Load() != 2 {
 		t.Fatalf("started %d instances, want scale.max 2", d.started.Load())
+	}
+}
+
+func TestBurstFromZeroStartsAtOnce(t *testing.T) {
+	d := &fakeDriver{gate: make(chan struct{})}
+	s := newTest(t, d, Config{})
+	f := fn(1, 2, 8) // 20 requests at concurrency 2 need 10, capped at 8
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Invoke(context.Background(), f, &driver.Request{}); err != nil {
+				t.Errorf("invoke: %v", err)
+			}
+		}()
+	}
+	waitFor(t, "all placed", func() bool { st := s.Status("f"); return st.InFlight+st.QueueDepth == 20 && st.Starting == 0 })
+	if st := s.Status("f"); st.Instances != 8 || st.InFlight != 16 || st.QueueDepth != 4 {
+		t.Fatalf("status %+v: want 8 instances, 16 in flight, 4 queued", st)
+	}
+	close(d.gate)
+	wg.Wait()
+	if d.started.Load() != 8 {
+		t.Fatalf("started %d", d.started.Load())
 	}
 }
 
@@ -169,22 +199,24 @@ func TestQueueTimeout(t *testing.T) {
 	}
 }
 
-func TestKeepAliveReapsIdleAboveMin(t *testing.T) {
+// fakeClock is a settable clock.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newClock() *fakeClock               { c := &fakeClock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestKeepAliveWindowThenScaleToZero(t *testing.T) {
 	d := &fakeDriver{}
-	var now atomic.Int64
-	now.Store(time.Now().UnixNano())
-	s := newTest(t, d, Config{
-		KeepAlive:    time.Minute,
-		ReapInterval: time.Millisecond,
-		Now:          func() time.Time { return time.Unix(0, now.Load()) },
-	})
+	clk := newClock()
+	s := newTest(t, d, Config{KeepAlive: "fixed-1m", TickInterval: time.Millisecond, Now: clk.Now})
 	f := fn(1, 1, 5)
 	f.ScaleMin = 1
 	if _, _, err := s.Invoke(context.Background(), f, &driver.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	// scale.min keeps one instance even past the keep-alive.
-	now.Add(int64(2 * time.Minute))
+	clk.Add(2 * time.Minute)
 	time.Sleep(20 * time.Millisecond)
 	if st := s.Status("f"); st.Instances != 1 {
 		t.Fatalf("instances = %d, want scale.min 1", st.Instances)
@@ -195,14 +227,49 @@ func TestKeepAliveReapsIdleAboveMin(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "old version stopped", func() bool { return d.stopped.Load() == 1 })
-	now.Add(int64(2 * time.Minute))
-	waitFor(t, "idle instance reaped", func() bool { return s.Status("f").Instances == 0 })
-	waitFor(t, "all stopped", func() bool { return d.stopped.Load() == 2 })
+	// Inside the 1-minute window the idle instance stays loaded.
+	clk.Add(30 * time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if st := s.Status("f"); st.Instances < 1 || st.KeepAlive != "fixed-1m" {
+		t.Fatalf("inside the window: %+v", st)
+	}
+	clk.Add(31 * time.Second)
+	waitFor(t, "scale to zero", func() bool { return s.Status("f").Instances == 0 })
+	waitFor(t, "all stopped", func() bool { return d.stopped.Load() == d.started.Load() })
 }
+
+func TestPrewarmPolicy(t *testing.T) {
+	d := &fakeDriver{}
+	clk := newClock()
+	s := newTest(t, d, Config{KeepAlive: "test-prewarm", TickInterval: time.Millisecond, Now: clk.Now})
+	s.policies["test-prewarm"] = prewarmPolicy{}
+	f := fn(1, 1, 5)
+	if _, _, err := s.Invoke(context.Background(), f, &driver.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	// The policy unloads at once and pre-warms after 5 minutes for 1 minute.
+	waitFor(t, "unloaded", func() bool { return s.Status("f").Instances == 0 })
+	clk.Add(5*time.Minute + time.Second)
+	waitFor(t, "pre-warmed", func() bool { return s.Status("f").Instances == 1 })
+	_, out, err := s.Invoke(context.Background(), f, &driver.Request{})
+	if err != nil || out.Cold {
+		t.Fatalf("invocation on a pre-warmed instance: err=%v cold=%v", err, out.Cold)
+	}
+}
+
+type prewarmPolicy struct{}
+
+func (prewarmPolicy) Name() string                                  { return "test-prewarm" }
+func (prewarmPolicy) Observe(string, time.Time, keepalive.FuncInfo) {}
+func (prewarmPolicy) Idle(string, time.Time) keepalive.Decision {
+	return keepalive.Decision{PreWarm: 5 * time.Minute, KeepAlive: time.Minute}
+}
+func (prewarmPolicy) Expired(string, time.Time) keepalive.Decision { return keepalive.Decision{} }
+func (prewarmPolicy) Forget(string)                                {}
 
 func TestScaleMinPrewarms(t *testing.T) {
 	d := &fakeDriver{}
-	s := newTest(t, d, Config{ReapInterval: time.Millisecond})
+	s := newTest(t, d, Config{TickInterval: time.Millisecond})
 	f := fn(1, 1, 5)
 	f.ScaleMin = 3
 	if _, _, err := s.Invoke(context.Background(), f, &driver.Request{}); err != nil {
