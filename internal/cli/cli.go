@@ -133,6 +133,7 @@ data directory ($HEARTH_DATA, else ~/.local/share/hearth).`,
 		a.logsCommand(),
 		a.usageCommand(),
 		a.benchCommand(),
+		a.simCommand(),
 		a.versionCommand(),
 	)
 	return root
