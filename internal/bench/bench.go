@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -88,6 +89,17 @@ func Run(ctx context.Context, cfg Config) error {
 		if !slices.Contains(Names(), o) {
 			return fmt.Errorf("unknown benchmark %q; known: %s", o, strings.Join(Names(), ", "))
 		}
+	}
+	if path := os.Getenv("HEARTH_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	e, err := newEnv(ctx, cfg)
 	if err != nil {

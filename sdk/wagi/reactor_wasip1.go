@@ -4,6 +4,8 @@ package wagi
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -49,6 +51,27 @@ func hearthHandle() {
 //
 //go:wasmexport hearth_prepare
 func hearthPrepare() {
+	// Serve one synthetic request through the SDK's own machinery (not the
+	// user's handler, which may have side effects) so that lazy
+	// initialisation on the request path — header canonicalisation tables,
+	// URL parsing, buffered writers — is done once, in the snapshot, rather
+	// than on every restored request.
+	warm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		_ = r.URL.Query()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Warm", r.Header.Get("X-Warm"))
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "warm")
+	})
+	env := []string{
+		"REQUEST_METHOD=POST", "PATH_INFO=/warm", "QUERY_STRING=a=1&b=2",
+		"CONTENT_TYPE=text/plain", "CONTENT_LENGTH=4", "SERVER_PROTOCOL=HTTP/1.1",
+		"SERVER_NAME=localhost", "SERVER_PORT=8080", "REMOTE_ADDR=127.0.0.1",
+		"SCRIPT_NAME=/fn/warm", "REQUEST_URI=/fn/warm/warm?a=1&b=2",
+		"HTTP_HOST=localhost:8080", "HTTP_USER_AGENT=hearth", "HTTP_ACCEPT=*/*", "HTTP_X_WARM=1",
+	}
+	_ = ServeCGI(warm, env, strings.NewReader("warm"), io.Discard)
 	runtime.GC()
 }
 

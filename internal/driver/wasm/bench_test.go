@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -38,6 +39,27 @@ func benchHello(b *testing.B, module string) {
 			}
 			if resp.Status != http.StatusOK || len(resp.Body) == 0 {
 				b.Errorf("status %d body %q", resp.Status, resp.Body)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkEchoC is the tiny C module (examples/echo-c): a fresh instance
+// per request costs only instantiation, which is what the gateway's warm
+// path pays for small WASI modules.
+func BenchmarkEchoC(b *testing.B) {
+	d := newTestDriver(b)
+	spec := exampleSpec(b, filepath.Join(repoRoot(), "examples", "echo-c"), "echo.wasm")
+	spec.Concurrency = runtime.GOMAXPROCS(0)
+	inst := startT(b, d, spec)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := inst.Invoke(context.Background(), &driver.Request{Method: http.MethodGet, Path: "/"})
+			if err != nil || resp.Status != http.StatusOK {
+				b.Errorf("%v %v", resp, err)
 				return
 			}
 		}

@@ -61,6 +61,7 @@ type Driver struct {
 	runtime wazero.Runtime
 	cache   wazero.CompilationCache
 	live    atomic.Int64 // mapped linear memories, for leak checks
+	mem     *memPool     // recycled linear memories of fresh instances
 
 	mu      sync.Mutex
 	modules map[string]*moduleEntry // by moduleKey
@@ -95,7 +96,7 @@ func New(cfg Config) (*Driver, error) {
 		WithCloseOnContextDone(true).
 		WithCompilationCache(cache)
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	if err := instantiateWASI(ctx, r); err != nil {
 		r.Close(ctx)
 		cache.Close(ctx)
 		return nil, fmt.Errorf("wasm: WASI: %w", err)
@@ -105,7 +106,7 @@ func New(cfg Config) (*Driver, error) {
 		cache.Close(ctx)
 		return nil, fmt.Errorf("wasm: hearth host module: %w", err)
 	}
-	return &Driver{log: log, runtime: r, cache: cache, modules: map[string]*moduleEntry{}}, nil
+	return &Driver{log: log, runtime: r, cache: cache, mem: newMemPool(4 * runtime.NumCPU()), modules: map[string]*moduleEntry{}}, nil
 }
 
 // Name implements driver.Driver.
@@ -130,6 +131,7 @@ func (d *Driver) Close(ctx context.Context) error {
 		}
 	}
 	err := d.runtime.Close(ctx)
+	d.mem.close()
 	return errors.Join(err, d.cache.Close(ctx))
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // hostModuleName is the module of Hearth's own host functions.
@@ -49,6 +50,28 @@ func instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
 		WithGoModuleFunction(api.GoModuleFunc(envGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("environ_ptr", "buf_ptr").
 		Export("env_get").
+		Instantiate(ctx)
+	return err
+}
+
+// instantiateWASI provides wasi_snapshot_preview1 with environ_sizes_get
+// and environ_get taken from the call's context (withRequestEnv) instead of
+// the module configuration: a per-request environment then costs nothing
+// at instantiation (wazero's ModuleConfig.WithEnv copies the configuration
+// for every variable).
+func instantiateWASI(ctx context.Context, r wazero.Runtime) error {
+	i32 := api.ValueTypeI32
+	b := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	_, err := b.
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(envSizesGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("result.environc", "result.environv_len").
+		Export("environ_sizes_get").
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(envGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("environ", "environ_buf").
+		Export("environ_get").
 		Instantiate(ctx)
 	return err
 }

@@ -109,11 +109,7 @@ func (i *instance) invokeCommand(ctx context.Context, req *driver.Request, env [
 	s := newSlot()
 	s.set(ctx, req.Body, stdout, stderr)
 	cfg := baseConfig(i.m, &i.spec, s).WithStartFunctions("_start")
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		cfg = cfg.WithEnv(k, v)
-	}
-	alloc := newAllocator(i.limit, -1, &i.usage, &i.d.live)
+	alloc := newAllocator(i.limit, -1, i.d.mem, &i.usage, &i.d.live)
 	callCtx := experimental.WithMemoryAllocator(withRequestEnv(ctx, env), alloc)
 	mod, err := i.d.runtime.InstantiateModule(callCtx, i.m.compiled, cfg)
 	if mod != nil {

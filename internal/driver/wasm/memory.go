@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"bytes"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -36,6 +37,7 @@ const maxMemoryBytes = 65536 * pageSize
 type allocator struct {
 	limit uint64        // bytes; Reallocate beyond this fails
 	fd    int           // snapshot memfd, or -1 for anonymous memory
+	pool  *memPool      // recycles anonymous regions; nil: munmap on Free
 	usage *atomic.Int64 // the owning instance's live linear-memory bytes
 	live  *atomic.Int64 // the driver's count of mapped linear memories
 
@@ -43,8 +45,11 @@ type allocator struct {
 	limitHit atomic.Bool   // the guest asked for more than limit
 }
 
-func newAllocator(limit uint64, fd int, usage, live *atomic.Int64) *allocator {
-	return &allocator{limit: limit, fd: fd, usage: usage, live: live}
+func newAllocator(limit uint64, fd int, pool *memPool, usage, live *atomic.Int64) *allocator {
+	if fd >= 0 {
+		pool = nil
+	}
+	return &allocator{limit: limit, fd: fd, pool: pool, usage: usage, live: live}
 }
 
 // Allocate implements experimental.MemoryAllocator.
@@ -55,7 +60,9 @@ func (a *allocator) Allocate(_, max uint64) experimental.LinearMemory {
 	}
 	m := &linearMemory{a: a, limit: min(a.limit, max)}
 	var err error
-	if a.fd >= 0 {
+	if r := a.pool.get(reserve); r != nil {
+		m.region = r
+	} else if a.fd >= 0 {
 		m.region, err = unix.Mmap(a.fd, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
 	} else {
 		m.region, err = unix.Mmap(-1, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
@@ -77,6 +84,7 @@ type linearMemory struct {
 	heap   bool   // region came from the Go heap, not mmap
 	limit  uint64
 	size   uint64
+	dirty  uint64 // the largest size the guest could have written
 	// shrinkTo, when non-zero, makes the next Reallocate return the memory
 	// cut back to this many bytes (see pooled.reset).
 	shrinkTo uint64
@@ -96,6 +104,7 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	}
 	m.a.usage.Add(int64(size) - int64(m.size))
 	m.size = size
+	m.dirty = max(m.dirty, size)
 	return m.region[:size:size]
 }
 
@@ -106,10 +115,96 @@ func (m *linearMemory) Free() {
 	}
 	m.a.usage.Add(-int64(m.size))
 	m.a.live.Add(-1)
-	if !m.heap {
+	if !m.heap && !m.a.pool.put(m.region, m.dirty) {
 		_ = unix.Munmap(m.region)
 	}
 	m.region, m.size = nil, 0
+}
+
+// memPool recycles the anonymous reservations of fresh (command-mode)
+// instances. Unmapping a region and faulting fresh pages into the next one
+// costs far more than zeroing the bytes the last guest could have touched:
+// on virtual machines each page fault costs microseconds to tens of them, so
+// a fresh Go runtime's few MiB cost milliseconds in faults alone.
+type memPool struct {
+	mu   sync.Mutex
+	free map[int][][]byte // by reservation size
+	n    int
+	max  int
+}
+
+// newMemPool returns a pool keeping at most max idle regions.
+func newMemPool(max int) *memPool {
+	return &memPool{free: map[int][][]byte{}, max: max}
+}
+
+// zeroInPlace is the most a recycled region is zeroed with memclr; beyond
+// it the pages are dropped with MADV_DONTNEED (they read back as zeros).
+const zeroInPlace = 8 << 20
+
+// get returns a zeroed region of the given size, or nil.
+func (p *memPool) get(size uint64) []byte {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	rs := p.free[int(size)]
+	if len(rs) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	r := rs[len(rs)-1]
+	p.free[int(size)] = rs[:len(rs)-1]
+	p.n--
+	p.mu.Unlock()
+	return r
+}
+
+// put zeroes the first dirty bytes of r and keeps it, or reports false when
+// the pool is full and r should be unmapped.
+func (p *memPool) put(r []byte, dirty uint64) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	full := p.n >= p.max
+	if !full {
+		p.n++ // reserve the slot before zeroing outside the lock
+	}
+	p.mu.Unlock()
+	if full {
+		return false
+	}
+	dirty = min(dirty, uint64(len(r)))
+	if dirty <= zeroInPlace {
+		clear(r[:dirty])
+	} else {
+		clear(r[:zeroInPlace])
+		end := (dirty + osPageSize - 1) &^ (osPageSize - 1)
+		if err := unix.Madvise(r[zeroInPlace:min(end, uint64(len(r)))], unix.MADV_DONTNEED); err != nil {
+			p.mu.Lock()
+			p.n--
+			p.mu.Unlock()
+			return false
+		}
+	}
+	p.mu.Lock()
+	p.free[len(r)] = append(p.free[len(r)], r)
+	p.mu.Unlock()
+	return true
+}
+
+// close unmaps every idle region.
+func (p *memPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for size, rs := range p.free {
+		for _, r := range rs {
+			_ = unix.Munmap(r)
+		}
+		delete(p.free, size)
+	}
+	p.n = 0
 }
 
 // osPageSize is the granularity restore compares and copies at.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
@@ -151,7 +150,8 @@ func takeSnapshot(ctx context.Context, d *Driver, m *module, spec *driver.Spec, 
 	stderr := &stderrWriter{dst: logs}
 	sl.set(ctx, nil, &outputBuffer{}, stderr)
 	var usage atomic.Int64
-	alloc := newAllocator(limit, -1, &usage, &d.live)
+	alloc := newAllocator(limit, -1, nil, &usage, &d.live)
+	ctx = withRequestEnv(ctx, env) // the environment _initialize sees
 	mod, err := d.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, alloc), m.compiled, reactorConfig(m, spec, sl, env))
 	if err == nil && m.hasInit {
 		_, err = mod.ExportedFunction("_initialize").Call(ctx)
@@ -241,12 +241,7 @@ func writeImage(fd int, image []byte, size uint64) error {
 
 // reactorConfig is the module configuration of a reactor instance.
 func reactorConfig(m *module, spec *driver.Spec, s *slot, env []string) wazero.ModuleConfig {
-	cfg := baseConfig(m, spec, s).WithStartFunctions() // _initialize is run (once) by hand
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		cfg = cfg.WithEnv(k, v)
-	}
-	return cfg
+	return baseConfig(m, spec, s).WithStartFunctions() // _initialize is run (once) by hand
 }
 
 // pooled is a reactor module instance restored from a snapshot.
@@ -263,8 +258,8 @@ type pooled struct {
 func (i *instance) restore(ctx context.Context) (*pooled, error) {
 	s := i.snap
 	p := &pooled{slot: newSlot(), snap: s}
-	p.alloc = newAllocator(s.limit, s.fd, &i.usage, &i.d.live)
-	mod, err := i.d.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, p.alloc), i.m.compiled, reactorConfig(i.m, &i.spec, p.slot, s.env))
+	p.alloc = newAllocator(s.limit, s.fd, nil, &i.usage, &i.d.live)
+	mod, err := i.d.runtime.InstantiateModule(experimental.WithMemoryAllocator(withRequestEnv(ctx, s.env), p.alloc), i.m.compiled, reactorConfig(i.m, &i.spec, p.slot, s.env))
 	if err != nil {
 		return nil, fmt.Errorf("wasm: instantiating %s: %w", i.m.name, err)
 	}
