@@ -6,11 +6,8 @@ package hearth
 
 import "embed"
 
-// Sources holds examples/ and sdk/ as they were when the binary was built.
+// Sources holds examples/, sdk/, go.mod and go.sum as they were when the
+// binary was built.
 //
-//go:embed examples sdk
+//go:embed examples sdk go.mod go.sum
 var Sources embed.FS
-
-// ModulePath is this module's path; extracted sources build under it so the
-// examples' imports of the SDK resolve without a network.
-const ModulePath = "github.com/hearthdev/hearth"

@@ -12,9 +12,13 @@ import (
 	"syscall"
 
 	"github.com/hearthdev/hearth/internal/cli"
+	"github.com/hearthdev/hearth/internal/driver/sandbox"
 )
 
 func main() {
+	// When this process was started as a sandbox's init (PID 1 inside the
+	// sandbox's namespaces), it runs that and never returns.
+	sandbox.MaybeRunInit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

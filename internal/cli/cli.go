@@ -127,6 +127,8 @@ data directory ($HEARTH_DATA, else ~/.local/share/hearth).`,
 		a.upCommand(),
 		a.deployCommand(),
 		a.invokeCommand(),
+		a.invocationCommand(), // dlq.go
+		a.dlqCommand(),        // dlq.go
 		a.lsCommand(),
 		a.describeCommand(),
 		a.rmCommand(),

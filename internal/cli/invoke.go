@@ -20,18 +20,26 @@ func (a *app) invokeCommand() *cobra.Command {
 		method  string
 		headers []string
 		include bool
+		async   bool   // --async
+		idemKey string // --idempotency-key
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME [PATH]",
 		Short: "Call a function and print its response body",
 		Long: `Call the function NAME synchronously, as a request to /fn/NAME/PATH, and write
 the response body to stdout. The method is GET, or POST when -d is given.
-A response that is not 2xx makes the command fail.`,
+A response that is not 2xx makes the command fail.
+
+With --async the invocation is queued (POST /async/fn/NAME/PATH) and its id is
+printed; ` + "`hearth invocation ID`" + ` shows its status and response. Failed
+asynchronous invocations are retried per the function's retry policy and end
+in the dead-letter queue (` + "`hearth dlq ls`" + `).`,
 		Example: `  hearth invoke hello
   hearth invoke api /users/42 -H 'Accept: application/json'
   hearth invoke echo -d '{"a": 1}' -H 'Content-Type: application/json'
   hearth invoke resize -d @photo.jpg
-  echo hi | hearth invoke echo -d @-`,
+  echo hi | hearth invoke echo -d @-
+  hearth invoke resize --async -d @photo.jpg --idempotency-key photo-42`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return fmt.Errorf("%s takes NAME and an optional PATH (got %d arguments); usage: %s", cmd.CommandPath(), len(args), cmd.UseLine())
@@ -74,6 +82,12 @@ A response that is not 2xx makes the command fail.`,
 			if err != nil {
 				return err
 			}
+			if async {
+				return a.invokeAsync(cmd, c, cred, name, path, method, body, hdr, idemKey)
+			}
+			if idemKey != "" {
+				return fmt.Errorf("--idempotency-key needs --async")
+			}
 			resp, err := c.Invoke(cmd.Context(), name, path, method, body, hdr)
 			if err != nil {
 				return err
@@ -115,6 +129,8 @@ A response that is not 2xx makes the command fail.`,
 	f.StringVarP(&method, "request", "X", "", "HTTP method (default GET, or POST with -d)")
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
 	f.BoolVarP(&include, "include", "i", false, "print the response status and headers before the body")
+	f.BoolVar(&async, "async", false, "queue the invocation and print its id instead of waiting for the response")
+	f.StringVar(&idemKey, "idempotency-key", "", "with --async: the same key queues the function at most once (Idempotency-Key header)")
 	return cmd
 }
 

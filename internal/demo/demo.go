@@ -46,14 +46,18 @@ var GoBuilds = []GoBuild{
 	// hello-go is a WASI reactor: its runtime initialises once at deploy and
 	// every request starts from that snapshot (see driver/wasm).
 	{Dir: "hello-go", Output: "hello.wasm", Env: []string{"GOOS=wasip1", "GOARCH=wasm"}, Flags: []string{"-buildmode=c-shared"}},
+	// Sandbox examples: static Linux binaries.
+	{Dir: "go-http", Output: "server", Env: []string{"GOOS=linux"}},
+	{Dir: "go-lambda", Output: "bootstrap", Env: []string{"GOOS=linux"}},
 }
 
 // ErrNoGo means the Go toolchain is not installed, so Go examples cannot be
 // built.
 var ErrNoGo = errors.New("the Go toolchain (go) is not on PATH")
 
-// Extract writes the embedded sources to dir/src-<hash> (once) and returns
-// that directory, a Go module rooted at hearth.ModulePath.
+// Extract writes the embedded sources (with the module's go.mod and go.sum)
+// to dir/src-<hash> (once) and returns that directory, a copy of the Hearth
+// module holding just the examples and the SDK.
 func Extract(dir string) (string, error) {
 	h := sha256.New()
 	var files []string
@@ -100,10 +104,6 @@ func Extract(dir string) (string, error) {
 		if err := os.WriteFile(dst, b, mode); err != nil {
 			return "", err
 		}
-	}
-	gomod := "module " + hearth.ModulePath + "\n\ngo 1.24\n"
-	if err := os.WriteFile(filepath.Join(tmp, "go.mod"), []byte(gomod), 0o644); err != nil {
-		return "", err
 	}
 	os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644)
 	os.RemoveAll(root)
@@ -179,7 +179,7 @@ func GoBuildTo(ctx context.Context, root, pkg, out string, env, flags []string, 
 	args = append(args, pkg)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
 	cmd.Env = append(cmd.Env, env...)
 	var msg strings.Builder
 	cmd.Stdout = &msg

@@ -73,6 +73,9 @@ type Config struct {
 	MaxUpload int64 // default DefaultMaxUpload
 	// Ready reports whether the node accepts work (for /healthz).
 	Ready func() bool
+	// Async queues asynchronous invocations (/async/fn/..., /v1/invocations,
+	// /v1/dlq). Nil answers 501 there.
+	Async AsyncQueue
 }
 
 // Gateway is an http.Handler.
@@ -109,9 +112,7 @@ func New(cfg Config) *Gateway {
 	}))
 	g.mux.HandleFunc("/fn/{name}", g.auth(g.invoke))
 	g.mux.HandleFunc("/fn/{name}/{path...}", g.auth(g.invoke))
-	g.mux.HandleFunc("/async/fn/{name}", g.auth(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotImplemented, "not_implemented", "asynchronous invocation is not available yet; invoke synchronously on /fn/"+r.PathValue("name"))
-	}))
+	g.mountAsync() // async.go
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such route: "+r.URL.Path+"; functions are invoked on /fn/{name}, the API is under /v1")
 	})

@@ -36,6 +36,10 @@ const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultConcurrency = 1
 	DefaultScaleMax    = 10
+
+	DefaultRetryAttempts = 3
+	DefaultRetryBackoff  = time.Second
+	DefaultRetryMaxAge   = 6 * time.Hour
 )
 
 // Manifest is a validated hearth.yaml. The zero value is not valid; use Parse.
@@ -54,6 +58,38 @@ type Manifest struct {
 	Scale       Scale             `json:"scale" yaml:"scale,flow"`
 	Env         map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
 	Allow       Allow             `json:"allow" yaml:"allow,omitempty"`
+	// Retry and Destinations apply to asynchronous invocations only
+	// (POST /async/fn/{name}); zero fields mean the defaults (see Retry).
+	Retry        Retry        `json:"retry,omitzero" yaml:"retry,omitempty,flow"`
+	Destinations Destinations `json:"destinations,omitzero" yaml:"destinations,omitempty"`
+}
+
+// Retry is how an asynchronous invocation that fails (an error, a timeout,
+// or an HTTP status of 500 and above or 429) is tried again. A zero field
+// means its default; Effective fills them in.
+//
+// Attempt n+1 starts Backoff × 2^(n-1) after attempt n failed (1s, 2s, 4s, …
+// by default), capped at MaxBackoff. An invocation that has failed Attempts
+// times, or whose next attempt would start more than MaxAge after it was
+// enqueued, goes to the dead-letter queue.
+type Retry struct {
+	// Attempts is the total number of executions, the first included:
+	// 1 means never retry. Default DefaultRetryAttempts.
+	Attempts int `json:"attempts,omitempty" yaml:"attempts,omitempty"`
+	// Backoff is the delay before the first retry. Default DefaultRetryBackoff.
+	Backoff Duration `json:"backoff,omitempty" yaml:"backoff,omitempty"`
+	// MaxAge bounds how long after enqueueing an invocation may still
+	// start. Default DefaultRetryMaxAge.
+	MaxAge Duration `json:"max_age,omitempty" yaml:"max_age,omitempty"`
+}
+
+// Destinations says where the result of an asynchronous invocation goes once
+// it is final. Each is empty (nowhere), the name of a function, which is
+// invoked asynchronously with the result as its JSON body, or an absolute
+// http or https URL, which receives the result in a POST.
+type Destinations struct {
+	OnSuccess string `json:"on_success,omitempty" yaml:"on_success,omitempty"`
+	OnFailure string `json:"on_failure,omitempty" yaml:"on_failure,omitempty"`
 }
 
 // Scale bounds the number of instances of a function.

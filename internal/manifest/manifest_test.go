@@ -371,6 +371,8 @@ func FuzzParse(f *testing.F) {
 		sandboxBase + "protocol: lambda\nmemory: 1Gi\ntimeout: 1m\nconcurrency: 8\nscale: {min: 1, max: 5}\nenv: {A: b}\nallow: {files: true, network: true}\n",
 		wasmBase + "memory: 64M\n", wasmBase + "memory: 1048576\n", wasmBase + "env: {A: &x b, B: *x}\n",
 		"", "~", "- a", "a: [", wasmBase + "---\nx: 1", wasmBase + "colour: red",
+		wasmBase + "retry: {attempts: 5, backoff: 250ms, max_age: 2h}\ndestinations: {on_success: audit, on_failure: 'https://h.example/x?a=1'}\n",
+		wasmBase + "retry: {attempts: 0}\n", wasmBase + "destinations: {on_success: hello}\n",
 	} {
 		f.Add([]byte(s))
 	}

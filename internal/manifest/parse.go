@@ -141,6 +141,20 @@ func decode(root *yaml.Node) (*Manifest, error) {
 			})
 		case "env":
 			m.Env, err = strMap(v, "env")
+		case "retry":
+			err = decodeRetry(v, &m.Retry)
+		case "destinations":
+			err = eachField(v, "destinations", false, func(key string, v *yaml.Node) (err error) {
+				switch key {
+				case "on_success":
+					m.Destinations.OnSuccess, err = str(v)
+				case "on_failure":
+					m.Destinations.OnFailure, err = str(v)
+				default:
+					err = errUnknown
+				}
+				return err
+			})
 		default:
 			err = errUnknown
 		}
@@ -161,6 +175,30 @@ func decode(root *yaml.Node) (*Manifest, error) {
 		m.Scale.Max = max(DefaultScaleMax, m.Scale.Min)
 	}
 	return m, nil
+}
+
+// decodeRetry decodes the retry mapping. An explicit zero is rejected here,
+// because in the struct zero means "the default".
+func decodeRetry(n *yaml.Node, r *Retry) error {
+	return eachField(n, "retry", false, func(key string, v *yaml.Node) (err error) {
+		switch key {
+		case "attempts":
+			if r.Attempts, err = integer(v); err == nil && r.Attempts == 0 {
+				err = fmt.Errorf("0 is out of range; use 1 to %d (the total number of executions), or omit it for %d", MaxRetryAttempts, DefaultRetryAttempts)
+			}
+		case "backoff":
+			if err = r.Backoff.UnmarshalYAML(v); err == nil && r.Backoff == 0 {
+				err = fmt.Errorf("0s is out of range; use %s to %s", MinRetryBackoff, MaxRetryBackoff)
+			}
+		case "max_age":
+			if err = r.MaxAge.UnmarshalYAML(v); err == nil && r.MaxAge == 0 {
+				err = fmt.Errorf("0s is out of range; use %s to %s", MinRetryMaxAge, MaxRetryMaxAge)
+			}
+		default:
+			err = errUnknown
+		}
+		return err
+	})
 }
 
 // eachField calls fn for every key of the mapping n. Unless keepNull is set,

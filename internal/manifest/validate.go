@@ -34,7 +34,7 @@ var (
 func (m *Manifest) Validate() error {
 	for _, check := range []func() *FieldError{
 		m.checkName, m.checkIsolation, m.checkModule, m.checkCommand,
-		m.checkLimits, m.checkEnv, m.checkAllow,
+		m.checkLimits, m.checkEnv, m.checkAllow, m.checkRetry, m.checkDestinations,
 	} {
 		if fe := check(); fe != nil {
 			return fe

@@ -24,7 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/driver/sandbox"
 	"github.com/hearthdev/hearth/internal/driver/wasm"
 	"github.com/hearthdev/hearth/internal/gateway"
 	"github.com/hearthdev/hearth/internal/metrics"
@@ -45,6 +47,9 @@ type Config struct {
 	// DrainTimeout bounds how long shutdown waits for in-flight
 	// invocations. Default 30 s.
 	DrainTimeout time.Duration
+	// SandboxPool is how many pre-built empty sandboxes the node keeps
+	// ready for cold starts of any sandbox function.
+	SandboxPool int
 }
 
 // KeyFile is the admin key's file name inside the data directory.
@@ -114,8 +119,27 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// The async queue invokes through the gateway (same timeout, logs,
+	// metrics and usage as a synchronous call); the gateway enqueues
+	// through the queue. gw is assigned before the queue starts.
+	var gw *gateway.Gateway
+	aq, err := async.New(ctx, async.Config{
+		JS: st.JetStream(),
+		Invoke: func(ctx context.Context, fn string, req *driver.Request) (*driver.Response, error) {
+			return gw.RunAsync(ctx, fn, req)
+		},
+		Policy:    async.CachedPolicy(fns.Get, func(err error) bool { return errors.Is(err, registry.ErrNotFound) }, 2*time.Second),
+		Throttled: func(err error) bool { return errors.Is(err, scheduler.ErrOverloaded) },
+		Logger:    log.With("component", "async"),
+	})
+	if err != nil {
+		sched.Close(context.Background())
+		wasmDrv.Close(context.Background())
+		return fmt.Errorf("async queue: %w", err)
+	}
+
 	var ready atomic.Bool
-	gw := gateway.New(gateway.Config{
+	gw = gateway.New(gateway.Config{
 		Key:       key,
 		Functions: fns,
 		Invoker:   sched,
@@ -124,9 +148,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Gatherer:  reg,
 		Logger:    log.With("component", "gateway"),
 		Ready:     ready.Load,
+		Async:     aq,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		aq.Close(context.Background())
 		sched.Close(context.Background())
 		wasmDrv.Close(context.Background())
 		return fmt.Errorf("listen: %w", err)
@@ -139,6 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	aq.Start()
 	addr := ln.Addr().String()
 	ready.Store(true)
 	log.Info("hearth is up", "addr", "http://"+addr, "data", cfg.DataDir, "functions", len(fns.Names()))
@@ -167,6 +194,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("drain incomplete; closing connections", "err", err)
 		srv.Close()
 	}
+	if err := aq.Close(dctx); err != nil {
+		log.Warn("stopping the async queue", "err", err)
+	}
 	if err := sched.Close(dctx); err != nil {
 		log.Warn("stopping instances", "err", err)
 	}
@@ -186,8 +216,19 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // extraDrivers returns the isolation drivers beyond wasm available on this
-// node. The Linux sandbox driver plugs in here.
-func extraDrivers(cfg Config, log *slog.Logger) []driver.Driver { return nil }
+// node: the Linux sandbox driver when the host allows it (root, cgroups).
+func extraDrivers(cfg Config, log *slog.Logger) []driver.Driver {
+	sb, err := sandbox.New(sandbox.Config{
+		StateDir: filepath.Join(cfg.DataDir, "sandbox"),
+		Logger:   log.With("component", "sandbox"),
+		Pool:     cfg.SandboxPool,
+	})
+	if err != nil {
+		log.Warn("the sandbox isolation tier is not available on this node", "err", err)
+		return nil
+	}
+	return []driver.Driver{sb}
+}
 
 // records adapts the store to the gateway's Records interface.
 type records struct{ *store.Store }

@@ -1,0 +1,498 @@
+//go:build linux
+
+// Package sandbox is Hearth's Linux sandbox driver: it runs a function's
+// program, in any language, inside fresh PID, mount, network, IPC and UTS
+// namespaces, a cgroup with memory, pids and CPU limits, a read-only root
+// assembled from the host's runtime directories, and a seccomp filter, as an
+// unprivileged user with no capabilities.
+//
+// A sandbox is started by re-executing Hearth's own binary as its init
+// (MaybeRunInit must be called first thing in main). The init builds the
+// root, waits for a task (so empty sandboxes can be pre-built in a pool),
+// then drops privileges and starts the function, staying as PID 1 to reap
+// zombies and report the function's exit status.
+//
+// Two contracts are served (see SPEC.md): "http", where the program listens
+// on $PORT, and "lambda", where Hearth serves the AWS Lambda Runtime API at
+// $AWS_LAMBDA_RUNTIME_API. In both the driver talks to the function over
+// sockets it creates inside the sandbox's network namespace (see netns.go):
+// no host port is opened, and the sandbox has only a loopback interface.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hearthdev/hearth/internal/driver"
+)
+
+// Config configures the driver.
+type Config struct {
+	// StateDir holds the driver's working files (an empty directory the
+	// sandboxes mount their root on). Default: $TMPDIR/hearth-sandbox.
+	StateDir string
+	Logger   *slog.Logger
+	// CgroupParent is the cgroup, relative to the hierarchy root, under
+	// which each sandbox gets its own cgroup. Default "hearth".
+	CgroupParent string
+	// Pool is the number of pre-built empty sandboxes kept ready.
+	Pool int
+	// RootFS, if set, is a directory (for example a tarball unpacked by the
+	// caller) bound read-only as the sandbox root instead of the host's
+	// runtime directories. It must contain var/task, tmp, proc, dev and
+	// .oldroot directories.
+	RootFS string
+
+	PidsMax          int64   // tasks per sandbox; default 512
+	CPUs             float64 // CPU quota per sandbox; default 1
+	NoFile           uint64  // open files per process; default 1024
+	TmpBytes         int64   // size of /tmp; default min(64 MiB, memory/2)
+	MaxResponseBytes int64   // largest response body; default 32 MiB
+	UID, GID         int     // user the function runs as; default 65534 (nobody)
+}
+
+const (
+	defaultMemory = 128 << 20
+	funcPort      = 8080
+	lambdaPort    = 9001
+)
+
+// Driver runs functions in Linux sandboxes.
+type Driver struct {
+	cfg     Config
+	log     *slog.Logger
+	cg      *cgroupRoot
+	root    string // mount point for sandbox roots
+	initEnv string // JSON rootConfig
+	hostNS  int    // the host's network namespace
+	prefix  string
+	seq     atomic.Uint64
+
+	mu        sync.Mutex
+	instances map[*Instance]struct{}
+	closed    bool
+
+	pool     chan *sandbox
+	poolStop chan struct{}
+	poolWG   sync.WaitGroup
+}
+
+var (
+	_ driver.Driver    = (*Driver)(nil)
+	_ driver.Preparer  = (*Driver)(nil)
+	_ driver.Forgetter = (*Driver)(nil)
+)
+
+// ErrUnsupported reports that this host cannot run sandboxes (not root, no
+// cgroups); the message says why.
+var ErrUnsupported = errors.New("sandbox: unsupported on this host")
+
+// New creates a driver. It needs root (or CAP_SYS_ADMIN and a delegated
+// cgroup) and Linux cgroups (v1 or v2).
+func New(cfg Config) (*Driver, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: needs root to create namespaces and cgroups", ErrUnsupported)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(os.TempDir(), "hearth-sandbox")
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "hearth"
+	}
+	if cfg.PidsMax == 0 {
+		cfg.PidsMax = 512
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
+	if cfg.NoFile == 0 {
+		cfg.NoFile = 1024
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = 32 << 20
+	}
+	if cfg.UID == 0 {
+		cfg.UID = 65534
+	}
+	if cfg.GID == 0 {
+		cfg.GID = 65534
+	}
+	root := filepath.Join(cfg.StateDir, "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: state dir: %w", err)
+	}
+	cg, err := openCgroupRoot(cfg.CgroupParent)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	rc := hostRoot()
+	if rc.Seccomp, err = assembleFilter(); err != nil {
+		cg.close()
+		return nil, err
+	}
+	rc.Root = root
+	rc.RootFS = cfg.RootFS
+	env, _ := json.Marshal(rc)
+	hostNS, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		cg.close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	d := &Driver{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		cg:        cg,
+		root:      root,
+		initEnv:   string(env),
+		hostNS:    hostNS,
+		prefix:    fmt.Sprintf("%d-%x", os.Getpid(), time.Now().UnixNano()&0xffffff),
+		instances: map[*Instance]struct{}{},
+		poolStop:  make(chan struct{}),
+	}
+	d.removeStale()
+	if cfg.Pool > 0 {
+		d.pool = make(chan *sandbox, cfg.Pool)
+		d.poolWG.Add(1)
+		go d.fillPool()
+	}
+	return d, nil
+}
+
+// hostRoot describes the sandbox root built from the host's directories.
+func hostRoot() rootConfig {
+	var rc rootConfig
+	for _, dir := range []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
+		src := "/" + dir
+		st, err := os.Lstat(src)
+		switch {
+		case err != nil:
+		case st.Mode()&os.ModeSymlink != 0:
+			if target, err := os.Readlink(src); err == nil {
+				rc.Symlinks = append(rc.Symlinks, [2]string{dir, target})
+			}
+		case st.IsDir():
+			rc.Binds = append(rc.Binds, bind{Src: src, Dst: dir})
+		}
+	}
+	for _, f := range []string{"ld.so.cache", "localtime", "ssl", "alternatives", "mime.types", "protocols", "services", "ca-certificates"} {
+		if _, err := os.Stat("/etc/" + f); err == nil {
+			rc.Binds = append(rc.Binds, bind{Src: "/etc/" + f, Dst: "etc/" + f})
+		}
+	}
+	rc.Files = [][2]string{
+		{"etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n"},
+		{"etc/group", "root:x:0:\nnogroup:x:65534:\n"},
+		{"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
+		{"etc/hostname", "hearth\n"},
+		{"etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\nservices: files\nprotocols: files\n"},
+		{"etc/resolv.conf", "# no network in a Hearth sandbox\n"},
+	}
+	rc.Devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+	return rc
+}
+
+// removeStale removes instance cgroups left by Hearth processes that died
+// without cleaning up (their sandboxes died with them: Pdeathsig).
+func (d *Driver) removeStale() {
+	for _, dir := range d.cg.children() {
+		pid, _, ok := strings.Cut(filepath.Base(dir), "-")
+		if !ok {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue
+		}
+		_ = unix.Rmdir(dir)
+	}
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "sandbox" }
+
+// Prepare validates a function version: a known protocol and a command
+// whose executable exists.
+func (d *Driver) Prepare(ctx context.Context, spec driver.Spec) error {
+	return validate(spec)
+}
+
+// Forget implements driver.Forgetter; the driver keeps no per-version state.
+func (d *Driver) Forget(spec driver.Spec) {}
+
+// ErrNetworkUnsupported is returned for specs that ask for outbound network.
+var ErrNetworkUnsupported = errors.New("sandbox: outbound network (allow_net) is not supported yet")
+
+func validate(spec driver.Spec) error {
+	switch spec.Protocol {
+	case "http", "lambda":
+	default:
+		return driver.Errorf(driver.ErrInvalidArtifact, "sandbox functions use protocol http or lambda, not %q", spec.Protocol)
+	}
+	if spec.AllowNet {
+		return ErrNetworkUnsupported
+	}
+	if len(spec.Command) == 0 || spec.Command[0] == "" {
+		return driver.Errorf(driver.ErrInvalidArtifact, "command is empty")
+	}
+	st, err := os.Stat(spec.Dir)
+	if err != nil || !st.IsDir() {
+		return driver.Errorf(driver.ErrInvalidArtifact, "function directory %q is missing", spec.Dir)
+	}
+	cmd := spec.Command[0]
+	var host string
+	switch {
+	case strings.HasPrefix(cmd, "/var/task/"):
+		host = filepath.Join(spec.Dir, strings.TrimPrefix(cmd, "/var/task/"))
+	case filepath.IsAbs(cmd):
+		host = cmd
+		if !allowedHostPath(cmd) {
+			return driver.Errorf(driver.ErrInvalidArtifact, "command %s is outside the sandbox's directories (/usr, /bin, /sbin, /lib, /var/task)", cmd)
+		}
+	case strings.Contains(cmd, "/"):
+		rel := filepath.Clean(cmd)
+		if !filepath.IsLocal(rel) {
+			return driver.Errorf(driver.ErrInvalidArtifact, "command %s leaves the function directory", cmd)
+		}
+		host = filepath.Join(spec.Dir, rel)
+	default:
+		for _, dir := range []string{"/usr/local/bin", "/usr/bin", "/bin"} {
+			if st, err := os.Stat(filepath.Join(dir, cmd)); err == nil && !st.IsDir() {
+				host = filepath.Join(dir, cmd)
+				break
+			}
+		}
+		if host == "" {
+			return driver.Errorf(driver.ErrInvalidArtifact, "command %q is not installed (looked in /usr/local/bin, /usr/bin, /bin)", cmd)
+		}
+	}
+	st, err = os.Stat(host)
+	switch {
+	case err != nil:
+		return driver.Errorf(driver.ErrInvalidArtifact, "command %s does not exist", cmd)
+	case st.IsDir():
+		return driver.Errorf(driver.ErrInvalidArtifact, "command %s is a directory", cmd)
+	case st.Mode()&0o111 == 0:
+		return driver.Errorf(driver.ErrInvalidArtifact, "command %s is not executable (chmod +x)", cmd)
+	}
+	return nil
+}
+
+func allowedHostPath(p string) bool {
+	for _, dir := range []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"} {
+		if strings.HasPrefix(p, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// Start implements driver.Driver: it takes an empty sandbox from the pool
+// (or builds one), turns it into an instance of spec and waits until the
+// function is ready (listening on $PORT, or polling the Runtime API).
+func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Instance, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	inst := &Instance{d: d, spec: spec}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil, driver.ErrStopped
+	}
+	d.instances[inst] = struct{}{}
+	d.mu.Unlock()
+	sb, err := d.startSandbox(ctx, spec)
+	if err != nil {
+		d.forget(inst)
+		return nil, err
+	}
+	inst.sb = sb
+	return inst, nil
+}
+
+func (d *Driver) forget(inst *Instance) {
+	d.mu.Lock()
+	delete(d.instances, inst)
+	d.mu.Unlock()
+}
+
+// startSandbox returns a running, ready sandbox for spec.
+func (d *Driver) startSandbox(ctx context.Context, spec driver.Spec) (*sandbox, error) {
+	var sb *sandbox
+	if d.pool != nil {
+		select {
+		case sb = <-d.pool:
+		default:
+		}
+	}
+	if sb == nil {
+		var err error
+		if sb, err = d.spawn(ctx, spec.MemoryBytes); err != nil {
+			return nil, err
+		}
+	}
+	if err := sb.specialise(ctx, spec); err != nil {
+		sb.destroy()
+		return nil, err
+	}
+	return sb, nil
+}
+
+// fillPool keeps the pool of empty sandboxes full.
+func (d *Driver) fillPool() {
+	defer d.poolWG.Done()
+	delay := 10 * time.Millisecond
+	for {
+		select {
+		case <-d.poolStop:
+			return
+		default:
+		}
+		sb, err := d.spawn(context.Background(), 0)
+		if err != nil {
+			d.log.Warn("sandbox pool: building a sandbox failed", "err", err)
+			select {
+			case <-d.poolStop:
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, 5*time.Second)
+			continue
+		}
+		delay = 10 * time.Millisecond
+		select {
+		case d.pool <- sb:
+		case <-d.poolStop:
+			sb.destroy()
+			return
+		}
+	}
+}
+
+// Close stops every instance and pooled sandbox and removes the cgroups the
+// driver created.
+func (d *Driver) Close(ctx context.Context) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	insts := make([]*Instance, 0, len(d.instances))
+	for in := range d.instances {
+		insts = append(insts, in)
+	}
+	d.mu.Unlock()
+	close(d.poolStop)
+	d.poolWG.Wait()
+	if d.pool != nil {
+	drain:
+		for {
+			select {
+			case sb := <-d.pool:
+				sb.destroy()
+			default:
+				break drain
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Go(func() { in.Stop(ctx) })
+	}
+	wg.Wait()
+	d.cg.close()
+	unix.Close(d.hostNS)
+	return nil
+}
+
+// Leaks reports sandbox resources the driver still holds: its instance
+// cgroups (directories under the cgroup parent), and sandbox roots mounted
+// in the host's mount namespace (there should never be any). Tests use it
+// after stopping everything; pooled sandboxes count until Close.
+func (d *Driver) Leaks() error {
+	var problems []string
+	n := 0
+	for _, dir := range d.cg.children() {
+		if strings.HasPrefix(filepath.Base(dir), d.prefix+"-") {
+			n++
+		}
+	}
+	if n > 0 {
+		problems = append(problems, fmt.Sprintf("%d cgroups under %s", n, d.cfg.CgroupParent))
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), d.root) {
+		problems = append(problems, "a sandbox root is mounted in the host namespace")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// taskFor turns spec into the init's task.
+func (d *Driver) taskFor(spec driver.Spec) taskConfig {
+	env := map[string]string{
+		"PATH":   "/usr/local/bin:/usr/bin:/bin",
+		"HOME":   "/tmp",
+		"TMPDIR": "/tmp",
+		"LANG":   "C.UTF-8",
+		"PORT":   strconv.Itoa(funcPort),
+	}
+	mem := spec.MemoryBytes
+	if mem <= 0 {
+		mem = defaultMemory
+	}
+	if spec.Protocol == "lambda" {
+		delete(env, "PORT")
+		for k, v := range map[string]string{
+			"AWS_LAMBDA_RUNTIME_API":          fmt.Sprintf("127.0.0.1:%d", lambdaPort),
+			"AWS_LAMBDA_FUNCTION_NAME":        spec.Function,
+			"AWS_LAMBDA_FUNCTION_VERSION":     strconv.Itoa(spec.Version),
+			"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.FormatInt(mem>>20, 10),
+			"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+			"AWS_REGION":                      "local",
+			"AWS_DEFAULT_REGION":              "local",
+			"LAMBDA_TASK_ROOT":                "/var/task",
+			"_HANDLER":                        spec.Command[0],
+			"TZ":                              ":UTC",
+		} {
+			env[k] = v
+		}
+	}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	list := make([]string, 0, len(env))
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	tmp := d.cfg.TmpBytes
+	if tmp == 0 {
+		tmp = min(int64(64<<20), mem/2)
+	}
+	return taskConfig{
+		Dir:      spec.Dir,
+		Argv:     spec.Command,
+		Env:      list,
+		TmpBytes: tmp,
+		NoFile:   d.cfg.NoFile,
+		UID:      d.cfg.UID,
+		GID:      d.cfg.GID,
+		Hostname: "hearth",
+	}
+}
