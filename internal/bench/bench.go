@@ -56,6 +56,10 @@ var all = []benchmark{
 	{"wasm-warm", benchWasmWarm},
 	{"wasm-snapshot", benchSnapshot},
 	{"wasm-cold", benchCold},
+	{"sandbox-warm", benchSandboxWarm},
+	{"sandbox-cold", benchSandboxCold},
+	{"burst", benchBurst},
+	{"async", benchAsync},
 }
 
 // Names lists the benchmarks Run knows.

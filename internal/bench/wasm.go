@@ -13,6 +13,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/client"
 	"github.com/hearthdev/hearth/internal/demo"
+	"github.com/hearthdev/hearth/internal/driver/sandbox"
 	"github.com/hearthdev/hearth/internal/server"
 )
 
@@ -26,6 +27,7 @@ type env struct {
 	key     string
 	cl      *client.Client
 	stop    func()
+	sandbox bool // the node runs the sandbox tier
 }
 
 func newEnv(ctx context.Context, cfg Config) (*env, error) {
@@ -80,7 +82,23 @@ func (e *env) start(ctx context.Context) error {
 	}
 	e.key = string(trimNL(key))
 	e.cl = client.New("http://"+e.addr, e.key)
+	e.sandbox = sandboxAvailable(e.cfg.WorkDir)
 	return nil
+}
+
+// sandboxAvailable reports whether this host can run the sandbox tier.
+func sandboxAvailable(work string) bool {
+	dir, err := os.MkdirTemp(work, "probe-")
+	if err != nil {
+		return false
+	}
+	defer os.RemoveAll(dir)
+	d, err := sandbox.New(sandbox.Config{StateDir: dir, CgroupParent: "hearth-bench"})
+	if err != nil {
+		return false
+	}
+	d.Close(context.Background())
+	return true
 }
 
 func (e *env) close() {
@@ -133,6 +151,39 @@ func (e *env) deploy(ctx context.Context, example, name string, wasm []byte) err
 	}
 	if err := os.WriteFile(filepath.Join(dir, string(mod[1])), wasm, 0o644); err != nil {
 		return err
+	}
+	_, err = e.cl.Deploy(ctx, dir)
+	return err
+}
+
+// deployDir deploys a copy of dir as function name, with extra manifest
+// lines appended (replacing keys they set).
+func (e *env) deployDir(ctx context.Context, src, name, extra string) error {
+	dir, err := os.MkdirTemp(e.cfg.WorkDir, "fn-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(src, ent.Name()))
+		if err != nil {
+			return err
+		}
+		info, _ := ent.Info()
+		if ent.Name() == "hearth.yaml" {
+			b = regexp.MustCompile(`(?m)^name:.*$`).ReplaceAll(b, []byte("name: "+name))
+			for _, line := range regexp.MustCompile(`(?m)^(\w+):`).FindAllStringSubmatch(extra, -1) {
+				b = regexp.MustCompile(`(?m)^`+line[1]+`:.*$`).ReplaceAll(b, nil)
+			}
+			b = append(b, "\n"+extra...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ent.Name()), b, info.Mode().Perm()); err != nil {
+			return err
+		}
 	}
 	_, err = e.cl.Deploy(ctx, dir)
 	return err
@@ -237,13 +288,13 @@ func benchSnapshot(ctx context.Context, e *env) ([]Figure, error) {
 // response (compilation dominates), and the first invocation after a
 // restart (compiled code comes from the on-disk cache).
 func benchCold(ctx context.Context, e *env) ([]Figure, error) {
-	reactor, err := e.goHello(ctx, true)
+	plain, err := e.plainGoHello(ctx)
 	if err != nil {
 		return nil, err
 	}
 	// A custom section with a nonce makes the module new to the
 	// compilation cache, so this deploy really compiles.
-	mod := withNonce(reactor)
+	mod := withNonce(plain)
 	t0 := time.Now()
 	if err := e.deploy(ctx, "hello-go", "bench-cold", mod); err != nil {
 		return nil, err
@@ -291,6 +342,39 @@ func (e *env) get(ctx context.Context, name string) error {
 		return fmt.Errorf("GET %s: %s", name, resp.Status)
 	}
 	return nil
+}
+
+// plainGoSource is a Go wagi function using nothing but the standard
+// library's os, io and fmt: the ~2.5 MB Go module of the cold-path target.
+const plainGoSource = `package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	body, _ := io.ReadAll(os.Stdin)
+	fmt.Printf("Content-Type: text/plain\n\nhello from %s (%d bytes)\n", os.Getenv("PATH_INFO"), len(body))
+}
+`
+
+// plainGoHello builds plainGoSource as a WASI command module.
+func (e *env) plainGoHello(ctx context.Context) ([]byte, error) {
+	dir := filepath.Join(e.cfg.WorkDir, "plain-hello")
+	out := filepath.Join(dir, "hello.wasm")
+	if _, err := os.Stat(out); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module plainhello\n\ngo 1.24\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "main.go"), []byte(plainGoSource), 0o644)
+		if err := demo.GoBuildTo(ctx, dir, ".", out, []string{"GOOS=wasip1", "GOARCH=wasm"}, nil, os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	return os.ReadFile(out)
 }
 
 // withNonce appends a custom section holding random bytes to a module.

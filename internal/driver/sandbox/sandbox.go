@@ -496,3 +496,6 @@ func (d *Driver) taskFor(spec driver.Spec) taskConfig {
 		Hostname: "hearth",
 	}
 }
+
+// PoolLen reports how many pre-built empty sandboxes are ready.
+func (d *Driver) PoolLen() int { return len(d.pool) }

@@ -1,0 +1,287 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/demo"
+	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/driver/sandbox"
+)
+
+// goHTTPDir builds the Go http example (a static Linux binary) and returns
+// its directory.
+func (e *env) goHTTPDir(ctx context.Context) (string, error) {
+	b := demo.GoBuild{Dir: "go-http", Output: "server", Env: []string{"GOOS=linux"}}
+	if err := demo.GoBuildIn(ctx, e.src, b, os.Stderr); err != nil {
+		return "", err
+	}
+	return filepath.Join(e.src, "examples", "go-http"), nil
+}
+
+func skipped(name, why string) []Figure {
+	return []Figure{{Name: name, Note: "skipped: " + why}}
+}
+
+// benchSandboxWarm: warm invocations through the gateway into the sandboxed
+// Go http function, against httputil.ReverseProxy in front of the same
+// program running outside any sandbox.
+func benchSandboxWarm(ctx context.Context, e *env) ([]Figure, error) {
+	if !e.sandbox {
+		return skipped("sandbox warm", "the sandbox tier is not available (needs root and cgroups)"), nil
+	}
+	dir, err := e.goHTTPDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.deployDir(ctx, dir, "bench-go-http", "scale: {min: 0, max: 4}\n"); err != nil {
+		return nil, err
+	}
+	// The same program, outside any sandbox, behind the standard proxy.
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "server"))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port))
+	if err := waitHTTP(ctx, target.String()); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go proxy.Serve(ln)
+	defer proxy.Close()
+	proxyURL := "http://" + ln.Addr().String() + "/"
+
+	const conc = 16
+	c := NewClient(conc)
+	d := e.cfg.Duration
+	gwURL := e.url("bench-go-http", "/")
+	Load{URL: proxyURL, Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+	Load{URL: gwURL, Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
+	rp := Load{URL: proxyURL, Concurrency: conc, Duration: d}.Run(ctx, c)
+	gw := Load{URL: gwURL, Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	if gw.Errors > 0 {
+		return nil, fmt.Errorf("gateway answered errors: %v", gw.Status)
+	}
+	ratio := gw.RPS() / rp.RPS()
+	return []Figure{
+		{Name: "httputil.ReverseProxy → Go http program, no sandbox (baseline)", Value: rp.RPS(), Unit: "req/s"},
+		{Name: "gateway → sandboxed Go http function, warm", Value: gw.RPS(), Unit: "req/s",
+			Baseline: "proxy", BaseVal: rp.RPS(), Ratio: ratio, Target: "≥ 1.5×", Pass: pass(ratio >= 1.5)},
+	}, nil
+}
+
+// benchSandboxCold: a new sandbox to the first HTTP response of the static
+// Go http function, with the driver alone, fresh and from a pre-built pool;
+// the same program started as a plain process is the baseline.
+func benchSandboxCold(ctx context.Context, e *env) ([]Figure, error) {
+	if !e.sandbox {
+		return skipped("sandbox cold start", "the sandbox tier is not available (needs root and cgroups)"), nil
+	}
+	dir, err := e.goHTTPDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	const n = 20
+	spec := driver.Spec{Function: "bench-cold", Version: 1, Dir: dir, Protocol: "http",
+		Command: []string{"./server"}, MemoryBytes: 64 << 20, Timeout: 10 * time.Second, Concurrency: 1}
+
+	measure := func(pool int) (time.Duration, error) {
+		state, err := os.MkdirTemp(e.cfg.WorkDir, "sandbox-")
+		if err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(state)
+		d, err := sandbox.New(sandbox.Config{StateDir: state, CgroupParent: "hearth-bench", Pool: pool})
+		if err != nil {
+			return 0, err
+		}
+		defer d.Close(context.Background())
+		if err := d.Prepare(ctx, spec); err != nil {
+			return 0, err
+		}
+		var ts []time.Duration
+		for range n {
+			if pool > 0 {
+				waitPool(d, pool)
+			}
+			t0 := time.Now()
+			inst, err := d.Start(ctx, spec)
+			if err != nil {
+				return 0, err
+			}
+			resp, err := inst.Invoke(ctx, &driver.Request{Method: "GET", Path: "/"})
+			dt := time.Since(t0)
+			inst.Stop(context.Background())
+			if err != nil {
+				return 0, err
+			}
+			if resp.Status != 200 {
+				return 0, fmt.Errorf("cold start answered %d", resp.Status)
+			}
+			ts = append(ts, dt)
+		}
+		return p50(ts), nil
+	}
+	fresh, err := measure(0)
+	if err != nil {
+		return nil, err
+	}
+	pooled, err := measure(2)
+	if err != nil {
+		return nil, err
+	}
+	// Baseline: the same binary as a plain process to its first response.
+	var ts []time.Duration
+	for range n {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "server"))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		err = waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", port))
+		ts = append(ts, time.Since(t0))
+		cmd.Process.Kill()
+		cmd.Wait()
+		if err != nil {
+			return nil, err
+		}
+	}
+	plain := p50(ts)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return []Figure{
+		{Name: "plain process start → first response (baseline)", Value: ms(plain), Unit: "ms"},
+		{Name: "new sandbox → first response, p50", Value: ms(fresh), Unit: "ms",
+			Baseline: "plain", BaseVal: ms(plain), Ratio: ms(fresh) / ms(plain), Target: "≤ 10 ms", Pass: pass(fresh <= 10*time.Millisecond),
+			Note: "crun comparison: crun refuses this host's hybrid cgroup layout"},
+		{Name: "pre-built pool sandbox → first response, p50", Value: ms(pooled), Unit: "ms",
+			Baseline: "fresh", BaseVal: ms(fresh), Ratio: ms(pooled) / ms(fresh), Target: "≤ 3 ms", Pass: pass(pooled <= 3*time.Millisecond)},
+	}, nil
+}
+
+// benchBurst: 200 concurrent requests to the sandboxed Go http function at
+// zero instances.
+func benchBurst(ctx context.Context, e *env) ([]Figure, error) {
+	if !e.sandbox {
+		return skipped("burst from zero", "the sandbox tier is not available (needs root and cgroups)"), nil
+	}
+	dir, err := e.goHTTPDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.deployDir(ctx, dir, "bench-burst", "scale: {min: 0, max: 16}\n"); err != nil {
+		return nil, err
+	}
+	const n = 200
+	c := NewClient(n)
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, n)
+	status := make([]int, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.url("bench-burst", "/"), nil)
+			req.Header = e.authHeader()
+			t0 := time.Now()
+			resp, err := c.Do(req)
+			lat[i] = time.Since(t0)
+			if err != nil {
+				status[i] = 599
+				return
+			}
+			resp.Body.Close()
+			status[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var fivexx, ok int
+	for _, s := range status {
+		switch {
+		case s >= 500:
+			fivexx++
+		case s == 200:
+			ok++
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p99 := lat[n*99/100]
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	st, _ := e.cl.Function(ctx, "bench-burst")
+	inst := 0
+	if st.Status != nil {
+		inst = st.Status.Instances
+	}
+	return []Figure{
+		{Name: "burst of 200 from zero → sandboxed Go http, p99", Value: ms(p99), Unit: "ms",
+			Baseline: "p50", BaseVal: ms(lat[n/2]), Target: "≤ 250 ms, 0 5xx", Pass: pass(p99 <= 250*time.Millisecond && fivexx == 0),
+			Note: fmt.Sprintf("%d ok, %d 5xx, %d instances after the burst", ok, fivexx, inst)},
+	}, nil
+}
+
+func p50(ts []time.Duration) time.Duration {
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts[len(ts)/2]
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitHTTP polls url until it answers, with a tight backoff.
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	wait := 50 * time.Microsecond
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer: %w", url, err)
+		}
+		time.Sleep(wait)
+		wait = min(wait*2, 5*time.Millisecond)
+	}
+}
+
+// waitPool waits (briefly) until the driver's pool is refilled.
+func waitPool(d *sandbox.Driver, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for d.PoolLen() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
