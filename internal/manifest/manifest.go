@@ -58,6 +58,10 @@ type Manifest struct {
 	Scale       Scale             `json:"scale" yaml:"scale,flow"`
 	Env         map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
 	Allow       Allow             `json:"allow" yaml:"allow,omitempty"`
+	// KeepAlive names the keep-alive policy for idle instances (see
+	// internal/keepalive): "hearth", "hybrid", "fixed-<duration>" such as
+	// "fixed-10m". Empty means the node's default.
+	KeepAlive string `json:"keepalive,omitempty" yaml:"keepalive,omitempty"`
 	// Retry and Destinations apply to asynchronous invocations only
 	// (POST /async/fn/{name}); zero fields mean the defaults (see Retry).
 	Retry        Retry        `json:"retry,omitzero" yaml:"retry,omitempty,flow"`

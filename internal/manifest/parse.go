@@ -141,6 +141,8 @@ func decode(root *yaml.Node) (*Manifest, error) {
 			})
 		case "env":
 			m.Env, err = strMap(v, "env")
+		case "keepalive":
+			m.KeepAlive, err = str(v)
 		case "retry":
 			err = decodeRetry(v, &m.Retry)
 		case "destinations":

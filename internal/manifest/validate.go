@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"github.com/hearthdev/hearth/internal/keepalive"
 	"maps"
 	"path"
 	"regexp"
@@ -35,10 +36,22 @@ func (m *Manifest) Validate() error {
 	for _, check := range []func() *FieldError{
 		m.checkName, m.checkIsolation, m.checkModule, m.checkCommand,
 		m.checkLimits, m.checkEnv, m.checkAllow, m.checkRetry, m.checkDestinations,
+		m.checkKeepAlive,
 	} {
 		if fe := check(); fe != nil {
 			return fe
 		}
+	}
+	return nil
+}
+
+// checkKeepAlive checks the keep-alive policy name.
+func (m *Manifest) checkKeepAlive() *FieldError {
+	if m.KeepAlive == "" {
+		return nil
+	}
+	if _, err := keepalive.New(m.KeepAlive); err != nil {
+		return bad("keepalive", "%q is not a keep-alive policy; use hearth, hybrid or fixed-<duration> such as fixed-10m", m.KeepAlive)
 	}
 	return nil
 }

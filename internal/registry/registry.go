@@ -245,7 +245,7 @@ func (r *Registry) function(v api.Version, dir string) *scheduler.Function {
 	if r.cfg.Logs != nil {
 		spec.Logs = funclog.NewWriter(r.cfg.Logs, api.LogEntry{Function: m.Name, Version: v.Number, Stream: "stdout"})
 	}
-	return &scheduler.Function{Isolation: m.Isolation, Spec: spec, ScaleMin: m.Scale.Min, ScaleMax: m.Scale.Max}
+	return &scheduler.Function{Isolation: m.Isolation, Spec: spec, ScaleMin: m.Scale.Min, ScaleMax: m.Scale.Max, KeepAlive: m.KeepAlive}
 }
 
 func specFor(m manifest.Manifest, version int, dir, digest string) driver.Spec {
