@@ -124,6 +124,7 @@ type Store struct {
 	stop     chan struct{} // closed by Close: stops watchers
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
+	batch    *batcher // invocation records waiting to be published
 	isClosed bool
 
 	dropped   atomic.Uint64 // hot-path records dropped because too many were pending
@@ -149,6 +150,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		maxPending: opts.MaxPending,
 		closedCh:   make(chan struct{}),
 		stop:       make(chan struct{}),
+		batch:      newBatcher(),
 	}
 	if s.maxPending <= 0 {
 		s.maxPending = DefaultMaxPending
@@ -193,6 +195,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	s.wg.Add(1)
+	go s.runBatcher()
 	return s, nil
 }
 
@@ -326,6 +330,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	s.publishBatches() // anything recorded while stopping
 
 	if !s.nc.IsClosed() {
 		if err := s.nc.Drain(); err != nil {

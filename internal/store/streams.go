@@ -43,9 +43,14 @@ func (s *Store) AppendLog(e api.LogEntry) {
 	s.publishHot(logsSubjectPrefix, e.Function, e)
 }
 
-// RecordInvocation queues an invocation record for storage, like AppendLog.
+// RecordInvocation queues an invocation record for storage, like AppendLog;
+// records are batched (see batcher).
 func (s *Store) RecordInvocation(inv api.Invocation) {
-	s.publishHot(invSubjectPrefix, inv.Function, inv)
+	if !validName(inv.Function) {
+		s.hotError(invSubjectPrefix+inv.Function, ErrInvalidName)
+		return
+	}
+	s.batch.add(inv)
 }
 
 func (s *Store) publishHot(prefix, function string, v any) {
@@ -54,13 +59,18 @@ func (s *Store) publishHot(prefix, function string, v any) {
 		s.hotError(subj, ErrInvalidName)
 		return
 	}
-	if s.hot.PublishAsyncPending() >= s.maxPending {
-		s.hotDrop(subj)
-		return
-	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		s.hotError(subj, err)
+		return
+	}
+	s.publishHotRaw(prefix, function, data)
+}
+
+func (s *Store) publishHotRaw(prefix, function string, data []byte) {
+	subj := prefix + function
+	if s.hot.PublishAsyncPending() >= s.maxPending {
+		s.hotDrop(subj)
 		return
 	}
 	if _, err := s.hot.PublishAsync(subj, data, jetstream.WithStallWait(hotStallWait)); err != nil {
@@ -75,6 +85,7 @@ func (s *Store) publishHot(prefix, function string, v any) {
 // Flush waits until every log entry and invocation record queued so far has
 // been acknowledged by the server, or ctx is done.
 func (s *Store) Flush(ctx context.Context) error {
+	s.publishBatches()
 	select {
 	case <-s.hot.PublishAsyncComplete():
 		return nil
@@ -295,25 +306,27 @@ func (s *Store) Usage(ctx context.Context, from, to time.Time) ([]api.FunctionUs
 		if !stopAt.IsZero() && md.Timestamp.After(stopAt) {
 			return true, nil
 		}
-		var inv api.Invocation
-		if err := json.Unmarshal(m.Data(), &inv); err != nil {
+		invs, err := decodeInvocations(m.Data())
+		if err != nil {
 			s.log.Warn("store: skipping undecodable invocation record", "seq", md.Sequence.Stream, "err", err)
 			return md.Sequence.Stream >= until, nil
 		}
-		if inv.Start.Before(from) || !to.IsZero() && !inv.Start.Before(to) {
-			return md.Sequence.Stream >= until, nil
+		for _, inv := range invs {
+			if inv.Start.Before(from) || !to.IsZero() && !inv.Start.Before(to) {
+				continue
+			}
+			u := byFn[inv.Function]
+			if u == nil {
+				u = &api.FunctionUsage{Function: inv.Function}
+				byFn[inv.Function] = u
+			}
+			u.Invocations++
+			if inv.Status >= 500 || inv.Error != "" {
+				u.Errors++
+			}
+			u.BilledMs += inv.BilledMs
+			u.GBSeconds += inv.GBSeconds
 		}
-		u := byFn[inv.Function]
-		if u == nil {
-			u = &api.FunctionUsage{Function: inv.Function}
-			byFn[inv.Function] = u
-		}
-		u.Invocations++
-		if inv.Status >= 500 || inv.Error != "" {
-			u.Errors++
-		}
-		u.BilledMs += inv.BilledMs
-		u.GBSeconds += inv.GBSeconds
 		return md.Sequence.Stream >= until, nil
 	})
 	if err != nil {

@@ -23,18 +23,27 @@ const (
 	maxOutputBytes = maxBodyBytes + maxHeaderBytes
 )
 
-// cgiEnv returns the environment of one wagi invocation, sorted by name:
-// the function's own variables overlaid by the CGI variables, which users
-// cannot override.
+// cgiEnv returns the environment of one wagi invocation: the CGI
+// variables of the request, then the function's own variables except those
+// a CGI variable already sets (users cannot override them). It runs on every
+// invocation, so it builds the slice directly rather than through a map.
 func cgiEnv(spec *driver.Spec, req *driver.Request) []string {
-	vars := make(map[string]string, len(spec.Env)+16+len(req.Header))
+	env := make([]string, 0, len(spec.Env)+16+len(req.Header))
+	env = appendRequestVars(env, spec, req)
+	cgi := len(env)
 	for k, v := range spec.Env {
-		vars[k] = v
+		shadowed := false
+		for _, kv := range env[:cgi] {
+			if len(kv) > len(k) && kv[len(k)] == '=' && kv[:len(k)] == k {
+				shadowed = true
+				break
+			}
+		}
+		if !shadowed {
+			env = append(env, k+"="+v)
+		}
 	}
-	for k, v := range requestVars(spec, req) {
-		vars[k] = v
-	}
-	return sortedEnv(vars)
+	return env
 }
 
 func sortedEnv(vars map[string]string) []string {
@@ -57,9 +66,9 @@ func staticVars(spec *driver.Spec) map[string]string {
 	}
 }
 
-// requestVars are the CGI variables of one request (RFC 3875 section 4.1).
-func requestVars(spec *driver.Spec, req *driver.Request) map[string]string {
-	vars := staticVars(spec)
+// appendRequestVars appends the CGI variables of one request (RFC 3875
+// section 4.1), the static ones included, to env.
+func appendRequestVars(env []string, spec *driver.Spec, req *driver.Request) []string {
 	path := req.Path
 	if path == "" {
 		path = "/"
@@ -80,29 +89,55 @@ func requestVars(spec *driver.Spec, req *driver.Request) map[string]string {
 	if h, _, err := net.SplitHostPort(remote); err == nil {
 		remote = h
 	}
-	vars["REQUEST_METHOD"] = method
-	vars["PATH_INFO"] = path
-	vars["QUERY_STRING"] = req.RawQuery
-	vars["REQUEST_URI"] = uri
-	vars["SERVER_NAME"] = host
-	vars["SERVER_PORT"] = port
-	vars["REMOTE_ADDR"] = remote
-	vars["CONTENT_LENGTH"] = strconv.Itoa(len(req.Body))
-	vars["CONTENT_TYPE"] = req.Header.Get("Content-Type")
+	env = append(env,
+		"GATEWAY_INTERFACE=CGI/1.1",
+		"SERVER_PROTOCOL=HTTP/1.1",
+		"SERVER_SOFTWARE=hearth",
+		"SCRIPT_NAME=/fn/"+spec.Function,
+		"REQUEST_METHOD="+method,
+		"PATH_INFO="+path,
+		"QUERY_STRING="+req.RawQuery,
+		"REQUEST_URI="+uri,
+		"SERVER_NAME="+host,
+		"SERVER_PORT="+port,
+		"REMOTE_ADDR="+remote,
+		"CONTENT_LENGTH="+strconv.Itoa(len(req.Body)),
+		"CONTENT_TYPE="+req.Header.Get("Content-Type"),
+	)
 	if req.ID != "" {
-		vars["HEARTH_INVOCATION_ID"] = req.ID
+		env = append(env, "HEARTH_INVOCATION_ID="+req.ID)
 	}
 	for k, vs := range req.Header {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if ck == "Content-Type" || ck == "Content-Length" {
-			continue // CONTENT_TYPE, CONTENT_LENGTH
+		if ck == "Content-Type" || ck == "Content-Length" || ck == "Host" {
+			continue // CONTENT_TYPE, CONTENT_LENGTH, HTTP_HOST below
 		}
-		vars["HTTP_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_"))] = strings.Join(vs, ", ")
+		v := vs[0]
+		if len(vs) > 1 {
+			v = strings.Join(vs, ", ")
+		}
+		env = append(env, "HTTP_"+headerEnvName(k)+"="+v)
 	}
 	if req.Host != "" {
-		vars["HTTP_HOST"] = req.Host
+		env = append(env, "HTTP_HOST="+req.Host)
 	}
-	return vars
+	return env
+}
+
+// headerEnvName turns a header name into its CGI form: upper case, "-" → "_".
+func headerEnvName(k string) string {
+	b := make([]byte, len(k))
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		case c == '-':
+			c = '_'
+		}
+		b[i] = c
+	}
+	return string(b)
 }
 
 // parseCGI turns a wagi module's stdout into a response: header lines up
