@@ -35,7 +35,9 @@ func Pack(dir string, w io.Writer) error {
 	if !st.IsDir() {
 		return fmt.Errorf("artifact: pack: %s is not a directory", dir)
 	}
-	gz := gzip.NewWriter(w) // zero header: no name, no mtime
+	// Zero header (no name, no mtime); BestSpeed because a deploy is
+	// waiting and compiled modules compress little better at higher levels.
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	p := &packer{tw: tw, root: realRoot}
 	if err := p.dir(realRoot, "", []string{realRoot}); err != nil {

@@ -323,3 +323,46 @@ func cleanStaging(dir string) {
 		}
 	}
 }
+
+// Warm prepares the serving version of every function (for wasm: loads its
+// compiled code from the cache and takes its snapshot) so that the first
+// invocations after a start do not pay for it. It stops starting new work
+// after budget and returns when the work in flight is done.
+func (r *Registry) Warm(ctx context.Context, budget time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	r.mu.RLock()
+	fns := make([]*scheduler.Function, 0, len(r.fns))
+	for _, fn := range r.fns {
+		fns = append(fns, fn)
+	}
+	r.mu.RUnlock()
+	work := make(chan *scheduler.Function)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for fn := range work {
+				p, ok := r.cfg.Drivers[fn.Isolation].(driver.Preparer)
+				if !ok {
+					continue
+				}
+				if err := p.Prepare(ctx, fn.Spec); err != nil && ctx.Err() == nil {
+					r.cfg.Logger.Warn("warming function", "function", fn.Spec.Function, "err", err)
+				}
+			}
+		}()
+	}
+	for _, fn := range fns {
+		select {
+		case work <- fn:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+}

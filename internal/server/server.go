@@ -119,6 +119,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// Load compiled code and snapshots before taking traffic, so the first
+	// invocation after a restart is not a compile-cache load.
+	fns.Warm(ctx, 2*time.Second)
+
 	// The async queue invokes through the gateway (same timeout, logs,
 	// metrics and usage as a synchronous call); the gateway enqueues
 	// through the queue. gw is assigned before the queue starts.

@@ -152,6 +152,8 @@ func (d *Driver) Prepare(ctx context.Context, spec driver.Spec) error {
 			return err
 		}
 		s.release()
+	} else {
+		d.mem.prefill(reservation(pageLimit(spec.MemoryBytes), m))
 	}
 	return nil
 }

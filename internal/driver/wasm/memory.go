@@ -62,6 +62,8 @@ func (a *allocator) Allocate(_, max uint64) experimental.LinearMemory {
 	var err error
 	if r := a.pool.get(reserve); r != nil {
 		m.region = r
+	} else if a.pool != nil {
+		m.region, err = newRegion(reserve)
 	} else if a.fd >= 0 {
 		m.region, err = unix.Mmap(a.fd, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
 	} else {
@@ -119,6 +121,45 @@ func (m *linearMemory) Free() {
 		_ = unix.Munmap(m.region)
 	}
 	m.region, m.size = nil, 0
+}
+
+// populateBytes is how much of a new anonymous region is faulted in up
+// front, in one madvise call instead of one trap per page: about what a Go
+// runtime touches while it starts.
+const populateBytes = 4 << 20
+
+// newRegion maps an anonymous region of size bytes and populates its start.
+func newRegion(size uint64) ([]byte, error) {
+	r, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: older kernels lack MADV_POPULATE_WRITE; pages then
+	// fault in as the guest touches them.
+	_ = unix.Madvise(r[:min(size, populateBytes)], unix.MADV_POPULATE_WRITE)
+	return r, nil
+}
+
+// prefill makes sure the pool holds at least one region of the given size,
+// so that the first instance after a deploy or restart does not pay for
+// faulting its memory in.
+func (p *memPool) prefill(size uint64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	have := len(p.free[int(size)]) > 0 || p.n >= p.max
+	p.mu.Unlock()
+	if have {
+		return
+	}
+	r, err := newRegion(size)
+	if err != nil {
+		return
+	}
+	if !p.put(r, 0) {
+		_ = unix.Munmap(r)
+	}
 }
 
 // memPool recycles the anonymous reservations of fresh (command-mode)
@@ -239,4 +280,14 @@ func (m *linearMemory) restore(pristine []byte, n uint64) {
 			copy(page, want)
 		}
 	}
+}
+
+// reservation is the size of the region Allocate reserves for an instance
+// of m under limit (see allocator.Allocate).
+func reservation(limit uint64, m *module) uint64 {
+	reserve := limit
+	if m.info.memHasMax {
+		reserve = min(reserve, m.info.memMax*pageSize)
+	}
+	return max(reserve, pageSize)
 }
