@@ -58,6 +58,8 @@ type Function struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Status is filled by GET /v1/functions/{name}; omitted in lists.
 	Status *FunctionStatus `json:"status,omitempty"`
+	// Triggers is filled by GET /v1/functions/{name} (see triggers.go).
+	Triggers []TriggerStatus `json:"triggers,omitempty"`
 }
 
 // FunctionStatus is the live state of a function on this node.

@@ -60,6 +60,7 @@ var all = []benchmark{
 	{"sandbox-cold", benchSandboxCold},
 	{"burst", benchBurst},
 	{"async", benchAsync},
+	{"triggers", benchTriggers},
 }
 
 // Names lists the benchmarks Run knows.

@@ -129,6 +129,9 @@ data directory ($HEARTH_DATA, else ~/.local/share/hearth).`,
 		a.invokeCommand(),
 		a.invocationCommand(), // dlq.go
 		a.dlqCommand(),        // dlq.go
+		a.triggersCommand(),   // triggers.go
+		a.eventsCommand(),     // triggers.go
+		a.bucketCommand(),     // triggers.go
 		a.lsCommand(),
 		a.describeCommand(),
 		a.rmCommand(),

@@ -161,6 +161,12 @@ func describe(w io.Writer, f api.Function, now time.Time) error {
 		return err
 	}
 
+	if len(f.Triggers) > 0 {
+		fmt.Fprintln(w)
+		if err := writeTriggers(w, f.Triggers, now, false); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(w)
 	vs := append([]api.Version(nil), f.Versions...)
 	sort.Slice(vs, func(i, j int) bool { return vs[i].Number > vs[j].Number })

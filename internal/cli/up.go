@@ -19,6 +19,8 @@ func (a *app) upCommand() *cobra.Command {
 	var (
 		listen, data, logLevel string
 		demo                   bool
+		sandboxPool            int
+		keepAlive              string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -42,11 +44,13 @@ SIGINT or SIGTERM drains in-flight invocations and exits.`,
 			}
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			return a.runServer(cmd.Context(), server.Config{
-				Listen:  listen,
-				DataDir: data,
-				Demo:    demo,
-				Logger:  logger,
-				Stdout:  a.stdout,
+				Listen:      listen,
+				DataDir:     data,
+				Demo:        demo,
+				Logger:      logger,
+				Stdout:      a.stdout,
+				SandboxPool: sandboxPool,
+				KeepAlive:   keepAlive,
 				Ready: func(addr string) {
 					fmt.Fprintf(a.stdout, "hearth is up at http://%s\n  data: %s\n  key:  %s\n",
 						addr, data, filepath.Join(data, KeyFile))
@@ -59,6 +63,8 @@ SIGINT or SIGTERM drains in-flight invocations and exits.`,
 	f.StringVar(&data, "data", "", "data directory (default $"+EnvData+", else ~/.local/share/hearth)")
 	f.BoolVar(&demo, "demo", false, "deploy the bundled example functions and print curl lines")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.IntVar(&sandboxPool, "sandbox-pool", 2, "pre-built empty sandboxes kept ready for cold starts of any sandbox function (0: none)")
+	f.StringVar(&keepAlive, "keepalive", "hearth", "default keep-alive policy for idle instances: hearth, hybrid or fixed-<duration>")
 	return cmd
 }
 

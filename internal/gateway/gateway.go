@@ -76,6 +76,9 @@ type Config struct {
 	// Async queues asynchronous invocations (/async/fn/..., /v1/invocations,
 	// /v1/dlq). Nil answers 501 there.
 	Async AsyncQueue
+	// Triggers serves /v1/triggers, /v1/events, /v1/buckets and the http
+	// trigger routes (triggers.go). Nil answers 501 there.
+	Triggers Triggers
 }
 
 // Gateway is an http.Handler.
@@ -112,10 +115,9 @@ func New(cfg Config) *Gateway {
 	}))
 	g.mux.HandleFunc("/fn/{name}", g.auth(g.invoke))
 	g.mux.HandleFunc("/fn/{name}/{path...}", g.auth(g.invoke))
-	g.mountAsync() // async.go
-	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such route: "+r.URL.Path+"; functions are invoked on /fn/{name}, the API is under /v1")
-	})
+	g.mountAsync()    // async.go
+	g.mountTriggers() // triggers.go
+	g.mux.HandleFunc("/", g.fallback)
 	return g
 }
 

@@ -109,6 +109,9 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request) {
 	}
 	st := g.cfg.Invoker.Status(f.Name)
 	f.Status = &st
+	if g.cfg.Triggers != nil {
+		f.Triggers = g.cfg.Triggers.List(f.Name)
+	}
 	writeJSON(w, http.StatusOK, f)
 }
 

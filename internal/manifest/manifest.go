@@ -66,6 +66,9 @@ type Manifest struct {
 	// (POST /async/fn/{name}); zero fields mean the defaults (see Retry).
 	Retry        Retry        `json:"retry,omitzero" yaml:"retry,omitempty,flow"`
 	Destinations Destinations `json:"destinations,omitzero" yaml:"destinations,omitempty"`
+	// Triggers invoke the function on a schedule, on messages, on object
+	// and bus events, and on extra HTTP routes (see Trigger).
+	Triggers []Trigger `json:"triggers,omitempty" yaml:"triggers,omitempty"`
 }
 
 // Retry is how an asynchronous invocation that fails (an error, a timeout,

@@ -145,6 +145,8 @@ func decode(root *yaml.Node) (*Manifest, error) {
 			m.KeepAlive, err = str(v)
 		case "retry":
 			err = decodeRetry(v, &m.Retry)
+		case "triggers":
+			m.Triggers, err = decodeTriggers(v)
 		case "destinations":
 			err = eachField(v, "destinations", false, func(key string, v *yaml.Node) (err error) {
 				switch key {

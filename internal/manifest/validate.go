@@ -36,7 +36,7 @@ func (m *Manifest) Validate() error {
 	for _, check := range []func() *FieldError{
 		m.checkName, m.checkIsolation, m.checkModule, m.checkCommand,
 		m.checkLimits, m.checkEnv, m.checkAllow, m.checkRetry, m.checkDestinations,
-		m.checkKeepAlive,
+		m.checkKeepAlive, m.checkTriggers,
 	} {
 		if fe := check(); fe != nil {
 			return fe

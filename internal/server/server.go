@@ -29,10 +29,12 @@ import (
 	"github.com/hearthdev/hearth/internal/driver/sandbox"
 	"github.com/hearthdev/hearth/internal/driver/wasm"
 	"github.com/hearthdev/hearth/internal/gateway"
+	"github.com/hearthdev/hearth/internal/keepalive"
 	"github.com/hearthdev/hearth/internal/metrics"
 	"github.com/hearthdev/hearth/internal/registry"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/trigger"
 )
 
 // Config configures one Hearth node.
@@ -50,6 +52,9 @@ type Config struct {
 	// SandboxPool is how many pre-built empty sandboxes the node keeps
 	// ready for cold starts of any sandbox function.
 	SandboxPool int
+	// KeepAlive is the default keep-alive policy (see internal/keepalive);
+	// functions may name their own. Default "hearth".
+	KeepAlive string
 }
 
 // KeyFile is the admin key's file name inside the data directory.
@@ -70,6 +75,11 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	if cfg.KeepAlive != "" {
+		if _, err := keepalive.New(cfg.KeepAlive); err != nil {
+			return fmt.Errorf("--keepalive: %w", err)
+		}
 	}
 	key, err := LoadOrCreateKey(filepath.Join(cfg.DataDir, KeyFile))
 	if err != nil {
@@ -99,9 +109,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	sched := scheduler.New(scheduler.Config{
-		Drivers: drivers,
-		Metrics: m,
-		Logger:  log.With("component", "scheduler"),
+		Drivers:   drivers,
+		KeepAlive: cfg.KeepAlive,
+		Metrics:   m,
+		Logger:    log.With("component", "scheduler"),
 	})
 	records := records{st}
 	fns, err := registry.Open(ctx, registry.Config{
@@ -127,10 +138,14 @@ func Run(ctx context.Context, cfg Config) error {
 	// metrics and usage as a synchronous call); the gateway enqueues
 	// through the queue. gw is assigned before the queue starts.
 	var gw *gateway.Gateway
+	var trg *trigger.Manager // assigned before the queue starts
 	aq, err := async.New(ctx, async.Config{
 		JS: st.JetStream(),
 		Invoke: func(ctx context.Context, fn string, req *driver.Request) (*driver.Response, error) {
-			return gw.RunAsync(ctx, fn, req)
+			start := time.Now()
+			resp, err := gw.RunAsync(ctx, fn, req)
+			trg.AfterInvoke(ctx, fn, req, start, resp, err) // trigger metrics, X-Hearth-Emit
+			return resp, err
 		},
 		Policy:    async.CachedPolicy(fns.Get, func(err error) bool { return errors.Is(err, registry.ErrNotFound) }, 2*time.Second),
 		Throttled: func(err error) bool { return errors.Is(err, scheduler.ErrOverloaded) },
@@ -140,6 +155,17 @@ func Run(ctx context.Context, cfg Config) error {
 		sched.Close(context.Background())
 		wasmDrv.Close(context.Background())
 		return fmt.Errorf("async queue: %w", err)
+	}
+
+	// Triggers (cron, subjects, streams, buckets, the event bus, http
+	// routes) deliver through the async queue; they follow the registry's
+	// KV bucket for deploys and deletes.
+	trg, err = newTriggers(ctx, st, aq, reg, log)
+	if err != nil {
+		aq.Close(context.Background())
+		sched.Close(context.Background())
+		wasmDrv.Close(context.Background())
+		return err
 	}
 
 	var ready atomic.Bool
@@ -153,6 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:    log.With("component", "gateway"),
 		Ready:     ready.Load,
 		Async:     aq,
+		Triggers:  trg,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -170,6 +197,9 @@ func Run(ctx context.Context, cfg Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	aq.Start()
+	if err := trg.Start(ctx); err != nil {
+		log.Error("starting triggers", "err", err)
+	}
 	addr := ln.Addr().String()
 	ready.Store(true)
 	log.Info("hearth is up", "addr", "http://"+addr, "data", cfg.DataDir, "functions", len(fns.Names()))
@@ -197,6 +227,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(dctx); err != nil {
 		log.Warn("drain incomplete; closing connections", "err", err)
 		srv.Close()
+	}
+	if err := trg.Close(dctx); err != nil {
+		log.Warn("stopping triggers", "err", err)
 	}
 	if err := aq.Close(dctx); err != nil {
 		log.Warn("stopping the async queue", "err", err)
