@@ -87,7 +87,9 @@ func cgroupsOf(pid int) int {
 // idle, and no process or cgroup is left.
 func TestBurstFromZeroAndBack(t *testing.T) {
 	sandboxAvailable(t)
-	n := startNode(t, t.TempDir())
+	// No pre-built sandbox pool: every sandbox process then belongs to an
+	// instance, so "no process left" can be checked by counting children.
+	n := startNode(t, t.TempDir(), "--sandbox-pool", "0")
 	if out, err := n.cli("deploy", goHTTPDir(t, "burst", "concurrency: 8\nscale: {min: 0, max: 16}\nkeepalive: fixed-3s\n")); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
