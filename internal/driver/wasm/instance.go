@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -37,6 +38,19 @@ type instance struct {
 	released bool // module and snapshot references dropped
 	inflight sync.WaitGroup
 	idle     []*pooled // reactor only: reverted module instances
+
+	// cmdSlots recycles the per-call plumbing of command modules together
+	// with the module configuration bound to it: building a wazero
+	// ModuleConfig copies it once per option, which on the hot path costs
+	// more than keeping finished ones.
+	cmdSlots sync.Pool // of *cmdSlot
+}
+
+// cmdSlot is a slot and the command-module configuration that reads and
+// writes through it.
+type cmdSlot struct {
+	s   *slot
+	cfg wazero.ModuleConfig
 }
 
 func newInstance(ctx context.Context, d *Driver, m *module, spec driver.Spec) (*instance, error) {
@@ -106,9 +120,18 @@ func (i *instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Res
 
 // invokeCommand runs a WASI command in a fresh module instance.
 func (i *instance) invokeCommand(ctx context.Context, req *driver.Request, env []string, stdout *outputBuffer, stderr *stderrWriter) error {
-	s := newSlot()
+	cs, _ := i.cmdSlots.Get().(*cmdSlot)
+	if cs == nil {
+		s := newSlot()
+		cs = &cmdSlot{s: s, cfg: baseConfig(i.m, &i.spec, s).WithStartFunctions("_start")}
+	}
+	s, cfg := cs.s, cs.cfg
+	s.origin.Store(monotonic()) // a fresh guest's clock starts at zero
 	s.set(ctx, req.Body, stdout, stderr)
-	cfg := baseConfig(i.m, &i.spec, s).WithStartFunctions("_start")
+	defer func() {
+		s.set(context.Background(), nil, nil, nil)
+		i.cmdSlots.Put(cs)
+	}()
 	alloc := newAllocator(i.limit, -1, i.d.mem, &i.usage, &i.d.live)
 	callCtx := experimental.WithMemoryAllocator(withRequestEnv(ctx, env), alloc)
 	mod, err := i.d.runtime.InstantiateModule(callCtx, i.m.compiled, cfg)
