@@ -159,6 +159,7 @@ type cgroup struct {
 	dir  string            // v2
 	v1   map[string]string // v1: controller -> dir
 	dirf *os.File          // v2: open directory, for CLONE_INTO_CGROUP
+	lim  limits            // the limits last set
 }
 
 func (r *cgroupRoot) create(name string, l limits) (*cgroup, error) {
@@ -211,48 +212,64 @@ func readFile(path string) string {
 	return string(bytes.TrimSpace(b))
 }
 
+// setLimits writes the limits that differ from the last ones set (a pooled
+// sandbox usually needs none written when it becomes an instance).
 func (cg *cgroup) setLimits(l limits) error {
+	if l == cg.lim {
+		return nil
+	}
+	prev := cg.lim
+	cg.lim = limits{} // unknown until every write succeeded
 	mem := strconv.FormatInt(l.memory, 10)
 	pids := "max"
 	if l.pids > 0 {
 		pids = strconv.FormatInt(l.pids, 10)
 	}
 	if cg.v2 {
-		for _, kv := range [][2]string{
-			{"memory.max", mem},
-			{"memory.swap.max", "0"},
-			{"pids.max", pids},
-		} {
-			if err := writeFile(filepath.Join(cg.dir, kv[0]), kv[1]); err != nil && kv[0] != "memory.swap.max" {
-				return fmt.Errorf("sandbox: setting %s: %w", kv[0], err)
+		if l.memory != prev.memory {
+			for _, kv := range [][2]string{{"memory.max", mem}, {"memory.swap.max", "0"}} {
+				if err := writeFile(filepath.Join(cg.dir, kv[0]), kv[1]); err != nil && kv[0] != "memory.swap.max" {
+					return fmt.Errorf("sandbox: setting %s: %w", kv[0], err)
+				}
 			}
 		}
-		if l.cpus > 0 {
+		if l.pids != prev.pids {
+			if err := writeFile(filepath.Join(cg.dir, "pids.max"), pids); err != nil {
+				return fmt.Errorf("sandbox: setting pids.max: %w", err)
+			}
+		}
+		if l.cpus > 0 && l.cpus != prev.cpus {
 			_ = writeFile(filepath.Join(cg.dir, "cpu.max"), fmt.Sprintf("%d 100000", int64(l.cpus*100000)))
 		}
+		cg.lim = l
 		return nil
 	}
-	m := cg.v1["memory"]
-	// memsw must stay >= the memory limit: order the writes accordingly.
-	cur, _ := strconv.ParseInt(readFile(filepath.Join(m, "memory.limit_in_bytes")), 10, 64)
-	files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
-	if l.memory > cur {
-		files[0], files[1] = files[1], files[0]
-	}
-	for _, f := range files {
-		if err := writeFile(filepath.Join(m, f), mem); err != nil && !(f == "memory.memsw.limit_in_bytes" && errors.Is(err, os.ErrNotExist)) {
-			return fmt.Errorf("sandbox: setting %s: %w", f, err)
+	if m := cg.v1["memory"]; l.memory != prev.memory {
+		// memsw must stay >= the memory limit: order the writes accordingly.
+		cur := prev.memory
+		if cur == 0 {
+			cur, _ = strconv.ParseInt(readFile(filepath.Join(m, "memory.limit_in_bytes")), 10, 64)
+		}
+		files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+		if l.memory > cur {
+			files[0], files[1] = files[1], files[0]
+		}
+		for _, f := range files {
+			if err := writeFile(filepath.Join(m, f), mem); err != nil && !(f == "memory.memsw.limit_in_bytes" && errors.Is(err, os.ErrNotExist)) {
+				return fmt.Errorf("sandbox: setting %s: %w", f, err)
+			}
 		}
 	}
-	if d, ok := cg.v1["pids"]; ok {
+	if d, ok := cg.v1["pids"]; ok && l.pids != prev.pids {
 		if err := writeFile(filepath.Join(d, "pids.max"), pids); err != nil {
 			return fmt.Errorf("sandbox: setting pids.max: %w", err)
 		}
 	}
-	if d, ok := cg.v1["cpu"]; ok && l.cpus > 0 {
+	if d, ok := cg.v1["cpu"]; ok && l.cpus > 0 && l.cpus != prev.cpus {
 		_ = writeFile(filepath.Join(d, "cpu.cfs_period_us"), "100000")
 		_ = writeFile(filepath.Join(d, "cpu.cfs_quota_us"), strconv.FormatInt(int64(l.cpus*100000), 10))
 	}
+	cg.lim = l
 	return nil
 }
 

@@ -17,7 +17,7 @@ import (
 
 // TestDensity500 starts 500 idle warm sandboxes of the Go http example and
 // reports Hearth's own memory per instance beyond the function's process:
-// the in-sandbox init (private and shared resident memory) and the driver's
+// the in-sandbox init (its private pages, from smaps_rollup) and the driver's
 // heap in this process. Run with HEARTH_DENSITY=1 (takes a minute).
 func TestDensity500(t *testing.T) {
 	if os.Getenv("HEARTH_DENSITY") == "" {
@@ -54,18 +54,18 @@ func TestDensity500(t *testing.T) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	var initAnon, initFile, fnAnon, fnFile, cgMem int64
+	var initPriv, initPss, fnPriv, fnPss, cgMem int64
 	for _, in := range insts {
 		sb := in.(*Instance).sb
 		pid := sb.cmd.Process.Pid
-		a, f := rss(pid)
-		initAnon += a
-		initFile += f
-		for _, p := range sb.cg.procs() {
-			if p != pid {
-				a, f := rss(p)
-				fnAnon += a
-				fnFile += f
+		p, ps := smapsRollup(pid)
+		initPriv += p
+		initPss += ps
+		for _, q := range sb.cg.procs() {
+			if q != pid {
+				p, ps := smapsRollup(q)
+				fnPriv += p
+				fnPss += ps
 			}
 		}
 		cgMem += sb.cg.memoryCurrent()
@@ -73,16 +73,17 @@ func TestDensity500(t *testing.T) {
 	per := func(v int64) string { return fmt.Sprintf("%.0f KiB", float64(v)/float64(n)/1024) }
 	hostHeap := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
 	t.Logf("%d warm sandboxes started in %v (%v each)", n, startDur, startDur/time.Duration(n))
-	t.Logf("per instance: init RSS private %s + shared %s; driver heap+stacks in the host process %s; goroutines %d",
-		per(initAnon), per(initFile), per(hostHeap), runtime.NumGoroutine())
-	t.Logf("per instance, for comparison: the function's RSS private %s + shared %s; cgroup memory.current %s",
-		per(fnAnon), per(fnFile), per(cgMem))
-	t.Logf("Hearth's own memory per instance beyond the function: %s (init private + driver heap)", per(initAnon+hostHeap))
+	t.Logf("per instance: init private %s (Pss %s, its share of the init program's shared pages included); driver heap+stacks in the host process %s; goroutines %d",
+		per(initPriv), per(initPss), per(hostHeap), runtime.NumGoroutine())
+	t.Logf("per instance, for comparison: the function's private %s (Pss %s); cgroup memory.current %s",
+		per(fnPriv), per(fnPss), per(cgMem))
+	t.Logf("Hearth's own memory per instance beyond the function: %s (init private + driver heap)", per(initPriv+hostHeap))
 }
 
-// rss returns a process's private (anonymous) and file-backed resident memory.
-func rss(pid int) (anon, file int64) {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+// smapsRollup returns a process's private resident memory (Private_Clean +
+// Private_Dirty: pages no other process maps) and its proportional set size.
+func smapsRollup(pid int) (private, pss int64) {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
 		if len(f) < 2 {
@@ -90,11 +91,11 @@ func rss(pid int) (anon, file int64) {
 		}
 		v, _ := strconv.ParseInt(f[1], 10, 64)
 		switch f[0] {
-		case "RssAnon:", "RssShmem:":
-			anon += v << 10
-		case "RssFile:":
-			file += v << 10
+		case "Private_Clean:", "Private_Dirty:":
+			private += v << 10
+		case "Pss:":
+			pss += v << 10
 		}
 	}
-	return anon, file
+	return private, pss
 }

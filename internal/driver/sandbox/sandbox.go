@@ -6,11 +6,13 @@
 // assembled from the host's runtime directories, and a seccomp filter, as an
 // unprivileged user with no capabilities.
 //
-// A sandbox is started by re-executing Hearth's own binary as its init
-// (MaybeRunInit must be called first thing in main). The init builds the
-// root, waits for a task (so empty sandboxes can be pre-built in a pool),
-// then drops privileges and starts the function, staying as PID 1 to reap
-// zombies and report the function's exit status.
+// A sandbox's PID 1 is a small init program (package sbinit, embedded
+// pre-built from ./initbin; MaybeRunInit must still be called first thing in
+// main for architectures without an embedded build). The init binds a root
+// template the driver prepared once, waits for a task (so empty sandboxes
+// can be pre-built in a pool), then mounts the function's directory, drops
+// privileges and starts the function, staying as PID 1 to reap zombies and
+// report the function's exit status.
 //
 // Two contracts are served (see SPEC.md): "http", where the program listens
 // on $PORT, and "lambda", where Hearth serves the AWS Lambda Runtime API at
@@ -21,7 +23,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/driver/sandbox/sbinit"
 )
 
 // Config configures the driver.
@@ -61,6 +63,8 @@ type Config struct {
 	TmpBytes         int64   // size of /tmp; default min(64 MiB, memory/2)
 	MaxResponseBytes int64   // largest response body; default 32 MiB
 	UID, GID         int     // user the function runs as; default 65534 (nobody)
+
+	reexecInit bool // tests: re-execute this binary as init instead of the embedded one
 }
 
 const (
@@ -71,22 +75,26 @@ const (
 
 // Driver runs functions in Linux sandboxes.
 type Driver struct {
-	cfg     Config
-	log     *slog.Logger
-	cg      *cgroupRoot
-	root    string // mount point for sandbox roots
-	initEnv string // JSON rootConfig
-	hostNS  int    // the host's network namespace
-	prefix  string
-	seq     atomic.Uint64
+	cfg      Config
+	log      *slog.Logger
+	cg       *cgroupRoot
+	root     string       // mount point for sandbox roots
+	rootMsg  []byte       // the encoded sbinit.Root every init receives
+	template string       // the root template New built ("" with RootFS)
+	init     *initProgram // the init's executable
+	hostNS   int          // the host's network namespace
+	prefix   string
+	seq      atomic.Uint64
 
 	mu        sync.Mutex
 	instances map[*Instance]struct{}
 	closed    bool
 
 	pool     chan *sandbox
+	poolWake chan struct{} // buffered(1): a start finished, the pool may need a sandbox
 	poolStop chan struct{}
 	poolWG   sync.WaitGroup
+	starting atomic.Int32 // starts in flight (the pool defers refills while > 0)
 }
 
 var (
@@ -136,21 +144,47 @@ func New(cfg Config) (*Driver, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: state dir: %w", err)
 	}
-	cg, err := openCgroupRoot(cfg.CgroupParent)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
-	}
-	rc := hostRoot()
-	if rc.Seccomp, err = assembleFilter(); err != nil {
-		cg.close()
+	if err := probeMountAPI(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	rc.Root = root
-	rc.RootFS = cfg.RootFS
-	env, _ := json.Marshal(rc)
+	filter, err := assembleFilter()
+	if err != nil {
+		return nil, err
+	}
+	prefix := fmt.Sprintf("%d-%x", os.Getpid(), time.Now().UnixNano()&0xffffff)
+	rc := sbinit.Root{Mount: root, Template: cfg.RootFS, Hostname: "hearth", NoFile: cfg.NoFile, Seccomp: filter}
+	var template string
+	if cfg.RootFS == "" {
+		template = filepath.Join(cfg.StateDir, "rootfs-"+prefix)
+		if rc.Binds, err = buildTemplate(template); err != nil {
+			os.RemoveAll(template)
+			return nil, fmt.Errorf("sandbox: building the root template: %w", err)
+		}
+		rc.Template = template
+	} else if err := checkRootFS(cfg.RootFS); err != nil {
+		return nil, err
+	}
+	cleanup := func() {
+		if template != "" {
+			os.RemoveAll(template)
+		}
+	}
+	prog, err := openInitProgram(cfg.reexecInit)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	cg, err := openCgroupRoot(cfg.CgroupParent)
+	if err != nil {
+		prog.close()
+		cleanup()
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
 	hostNS, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		cg.close()
+		prog.close()
+		cleanup()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	d := &Driver{
@@ -158,11 +192,14 @@ func New(cfg Config) (*Driver, error) {
 		log:       cfg.Logger,
 		cg:        cg,
 		root:      root,
-		initEnv:   string(env),
+		rootMsg:   rc.Marshal(),
+		template:  template,
+		init:      prog,
 		hostNS:    hostNS,
-		prefix:    fmt.Sprintf("%d-%x", os.Getpid(), time.Now().UnixNano()&0xffffff),
+		prefix:    prefix,
 		instances: map[*Instance]struct{}{},
 		poolStop:  make(chan struct{}),
+		poolWake:  make(chan struct{}, 1),
 	}
 	d.removeStale()
 	if cfg.Pool > 0 {
@@ -173,42 +210,33 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
-// hostRoot describes the sandbox root built from the host's directories.
-func hostRoot() rootConfig {
-	var rc rootConfig
-	for _, dir := range []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
-		src := "/" + dir
-		st, err := os.Lstat(src)
-		switch {
-		case err != nil:
-		case st.Mode()&os.ModeSymlink != 0:
-			if target, err := os.Readlink(src); err == nil {
-				rc.Symlinks = append(rc.Symlinks, [2]string{dir, target})
-			}
-		case st.IsDir():
-			rc.Binds = append(rc.Binds, bind{Src: src, Dst: dir})
-		}
+// probeMountAPI checks for the mount API the driver uses to hand a
+// function's directory to a sandbox (Linux 5.12).
+func probeMountAPI(dir string) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err == nil {
+		err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+		unix.Close(fd)
 	}
-	for _, f := range []string{"ld.so.cache", "localtime", "ssl", "alternatives", "mime.types", "protocols", "services", "ca-certificates"} {
-		if _, err := os.Stat("/etc/" + f); err == nil {
-			rc.Binds = append(rc.Binds, bind{Src: "/etc/" + f, Dst: "etc/" + f})
-		}
+	if err != nil {
+		return fmt.Errorf("%w: the new mount API (open_tree, mount_setattr; Linux 5.12) is unavailable: %v", ErrUnsupported, err)
 	}
-	rc.Files = [][2]string{
-		{"etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n"},
-		{"etc/group", "root:x:0:\nnogroup:x:65534:\n"},
-		{"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
-		{"etc/hostname", "hearth\n"},
-		{"etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\nservices: files\nprotocols: files\n"},
-		{"etc/resolv.conf", "# no network in a Hearth sandbox\n"},
-	}
-	rc.Devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
-	return rc
+	return nil
 }
 
-// removeStale removes instance cgroups left by Hearth processes that died
-// without cleaning up (their sandboxes died with them: Pdeathsig).
+// removeStale removes instance cgroups and root templates left by Hearth
+// processes that died without cleaning up (their sandboxes died with them:
+// Pdeathsig).
 func (d *Driver) removeStale() {
+	if d.template != "" {
+		old, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "rootfs-*"))
+		for _, dir := range old {
+			pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), "rootfs-"), "-")
+			if _, err := os.Stat("/proc/" + pid); err != nil {
+				os.RemoveAll(dir)
+			}
+		}
+	}
 	for _, dir := range d.cg.children() {
 		pid, _, ok := strings.Cut(filepath.Base(dir), "-")
 		if !ok {
@@ -332,6 +360,14 @@ func (d *Driver) forget(inst *Instance) {
 
 // startSandbox returns a running, ready sandbox for spec.
 func (d *Driver) startSandbox(ctx context.Context, spec driver.Spec) (*sandbox, error) {
+	d.starting.Add(1)
+	defer func() {
+		d.starting.Add(-1)
+		select {
+		case d.poolWake <- struct{}{}:
+		default:
+		}
+	}()
 	var sb *sandbox
 	if d.pool != nil {
 		select {
@@ -352,11 +388,30 @@ func (d *Driver) startSandbox(ctx context.Context, spec driver.Spec) (*sandbox, 
 	return sb, nil
 }
 
+// poolQuiet bounds how long a refill waits for starts in flight: building a
+// sandbox competes for CPU with the function start it would slow down, so
+// the pool refills between starts unless they never stop.
+const poolQuiet = 50 * time.Millisecond
+
 // fillPool keeps the pool of empty sandboxes full.
 func (d *Driver) fillPool() {
 	defer d.poolWG.Done()
 	delay := 10 * time.Millisecond
 	for {
+		if len(d.pool) == cap(d.pool) || d.starting.Load() > 0 {
+			timer := time.NewTimer(poolQuiet)
+			select {
+			case <-d.poolStop:
+				timer.Stop()
+				return
+			case <-d.poolWake:
+			case <-timer.C:
+			}
+			timer.Stop()
+			if len(d.pool) == cap(d.pool) {
+				continue
+			}
+		}
 		select {
 		case <-d.poolStop:
 			return
@@ -417,6 +472,10 @@ func (d *Driver) Close(ctx context.Context) error {
 	wg.Wait()
 	d.cg.close()
 	unix.Close(d.hostNS)
+	d.init.close()
+	if d.template != "" {
+		os.RemoveAll(d.template)
+	}
 	return nil
 }
 
@@ -445,7 +504,7 @@ func (d *Driver) Leaks() error {
 }
 
 // taskFor turns spec into the init's task.
-func (d *Driver) taskFor(spec driver.Spec) taskConfig {
+func (d *Driver) taskFor(spec driver.Spec) sbinit.Task {
 	env := map[string]string{
 		"PATH":   "/usr/local/bin:/usr/bin:/bin",
 		"HOME":   "/tmp",
@@ -485,16 +544,17 @@ func (d *Driver) taskFor(spec driver.Spec) taskConfig {
 	if tmp == 0 {
 		tmp = min(int64(64<<20), mem/2)
 	}
-	return taskConfig{
-		Dir:      spec.Dir,
+	t := sbinit.Task{
 		Argv:     spec.Command,
 		Env:      list,
 		TmpBytes: tmp,
-		NoFile:   d.cfg.NoFile,
-		UID:      d.cfg.UID,
-		GID:      d.cfg.GID,
-		Hostname: "hearth",
+		UID:      uint32(d.cfg.UID),
+		GID:      uint32(d.cfg.GID),
 	}
+	if spec.Protocol == "http" {
+		t.Port = funcPort
+	}
+	return t
 }
 
 // PoolLen reports how many pre-built empty sandboxes are ready.

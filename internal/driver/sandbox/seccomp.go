@@ -4,12 +4,13 @@ package sandbox
 
 import (
 	"fmt"
-	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/hearthdev/hearth/internal/driver/sandbox/sbinit"
 )
 
 // deniedSyscalls fail with EPERM inside a sandbox: Docker's default profile
@@ -83,18 +84,9 @@ func sandboxFilter() (seccomp.Filter, error) {
 	}, nil
 }
 
-// sockFilter is one BPF instruction, as passed to the init.
-type sockFilter struct {
-	Op uint16 `json:"o"`
-	Jt uint8  `json:"t"`
-	Jf uint8  `json:"f"`
-	K  uint32 `json:"k"`
-}
-
 // assembleFilter compiles the sandbox's seccomp policy once, in the driver;
-// the init only loads the program (assembling it in every sandbox would cost
-// a few milliseconds of each start).
-func assembleFilter() ([]sockFilter, error) {
+// the init only loads the program.
+func assembleFilter() ([]sbinit.SockFilter, error) {
 	f, err := sandboxFilter()
 	if err != nil {
 		return nil, err
@@ -107,30 +99,9 @@ func assembleFilter() ([]sockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: seccomp: %w", err)
 	}
-	out := make([]sockFilter, len(raw))
+	out := make([]sbinit.SockFilter, len(raw))
 	for i, r := range raw {
-		out[i] = sockFilter{Op: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+		out[i] = sbinit.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	return out, nil
-}
-
-// loadFilter sets no_new_privs and installs prog on the calling thread only:
-// the init calls it on the locked thread that then forks the function, which
-// inherits both.
-func loadFilter(prog []sockFilter) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	if len(prog) == 0 {
-		return fmt.Errorf("seccomp: empty filter")
-	}
-	filters := make([]unix.SockFilter, len(prog))
-	for i, p := range prog {
-		filters[i] = unix.SockFilter{Code: p.Op, Jt: p.Jt, Jf: p.Jf, K: p.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
-	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {
-		return fmt.Errorf("seccomp: %w", e)
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,21 +20,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hearthdev/hearth/internal/driver"
+	"github.com/hearthdev/hearth/internal/driver/sandbox/sbinit"
 )
 
 // sandbox is one running init (an empty sandbox, or a function instance
 // after specialise). An Instance replaces its sandbox when it dies.
 type sandbox struct {
-	d      *Driver
-	name   string
-	cmd    *exec.Cmd
-	cg     *cgroup
-	nsMu   sync.RWMutex
-	netns  int // the sandbox's network namespace; -1 once closed
-	ctl    *os.File
-	status *os.File
-	out    *output
-	spec   driver.Spec
+	d     *Driver
+	name  string
+	cmd   *exec.Cmd
+	cg    *cgroup
+	nsMu  sync.RWMutex
+	netns int      // the sandbox's network namespace; -1 once closed
+	ctl   *os.File // the init's control socket (see sbinit.CtlFD)
+	out   *output
+	spec  driver.Spec
 
 	http   *connPool   // http contract
 	lambda *runtimeAPI // lambda contract
@@ -75,9 +74,6 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 			if sb.ctl != nil {
 				sb.ctl.Close()
 			}
-			if sb.status != nil {
-				sb.status.Close()
-			}
 			if sb.out != nil {
 				sb.out.close()
 			}
@@ -87,18 +83,18 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 			cg.destroy()
 		}
 	}()
-	ctlR, ctlW, err := os.Pipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("sandbox: control socket: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
 		return nil, err
 	}
-	sb.ctl = ctlW
-	closers = append(closers, ctlR)
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	sb.status = statusR
-	closers = append(closers, statusW)
+	sb.ctl = os.NewFile(uintptr(fds[0]), "sandbox-ctl")
+	ctlInit := os.NewFile(uintptr(fds[1]), "sandbox-ctl-init")
+	closers = append(closers, ctlInit)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -117,12 +113,14 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 		attr.CgroupFD = int(cg.dirf.Fd())
 	}
 	sb.cmd = &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{initArg0},
-		Env:         []string{initEnv + "=" + d.initEnv},
+		Path: d.init.path,
+		Args: []string{sbinit.Arg0},
+		// One P: the init is single-threaded work; fewer runtime threads
+		// and per-P caches keep its memory small.
+		Env:         []string{sbinit.Env + "=1", "GOMAXPROCS=1"},
 		Stdout:      outW,
 		Stderr:      outW,
-		ExtraFiles:  []*os.File{ctlR, statusW},
+		ExtraFiles:  []*os.File{ctlInit}, // fd 3 = sbinit.CtlFD
 		SysProcAttr: attr,
 	}
 	if err := sb.cmd.Start(); err != nil {
@@ -137,44 +135,97 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 			return nil, err
 		}
 	}
+	if err := sb.sendMsg(d.rootMsg, -1); err != nil {
+		return nil, fmt.Errorf("sandbox: configuring init: %w", err)
+	}
 	sb.netns, err = unix.Open("/proc/"+strconv.Itoa(sb.cmd.Process.Pid)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: opening network namespace: %w", err)
 	}
-	line, err := readStatus(ctx, sb.status)
+	line, fd, err := sb.readMsg(ctx)
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: waiting for init: %w", err)
 	}
 	if line != "ready" {
+		if line == "" {
+			line = "the init exited"
+		}
 		return nil, fmt.Errorf("sandbox: init: %s", strings.TrimPrefix(line, "error: "))
 	}
 	go sb.wait()
 	return sb, nil
 }
 
-// readStatus reads one line (or EOF, as "") from the init's status pipe.
-func readStatus(ctx context.Context, f *os.File) (string, error) {
+// sendMsg sends one message to the init, with fd attached if fd >= 0.
+func (sb *sandbox) sendMsg(msg []byte, fd int) error {
+	rc, err := sb.ctl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	var serr error
+	err = rc.Write(func(s uintptr) bool {
+		serr = unix.Sendmsg(int(s), msg, oob, nil, 0)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
+}
+
+// readMsg reads one message from the init and the descriptor that came
+// with it (-1 if none). At EOF (the init closed its end: the function
+// started, or the init exited) it returns "".
+func (sb *sandbox) readMsg(ctx context.Context) (string, int, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		f.SetReadDeadline(dl)
+		sb.ctl.SetReadDeadline(dl)
 	} else {
-		f.SetReadDeadline(time.Time{})
+		sb.ctl.SetReadDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { sb.ctl.SetReadDeadline(time.Now()) })
+	defer stop()
+	rc, err := sb.ctl.SyscallConn()
+	if err != nil {
+		return "", -1, err
 	}
 	var buf [4096]byte
-	n := 0
-	for n < len(buf) {
-		m, err := f.Read(buf[n:])
-		n += m
-		if i := strings.IndexByte(string(buf[:n]), '\n'); i >= 0 {
-			return string(buf[:i]), nil
-		}
-		if err == io.EOF {
-			return strings.TrimSpace(string(buf[:n])), nil
-		}
-		if err != nil {
-			return "", err
+	oob := make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	var rerr error
+	err = rc.Read(func(s uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(s), buf[:], oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return "", -1, err
+	}
+	fd := -1
+	if oobn > 0 {
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if fds, err := unix.ParseUnixRights(&m); err == nil {
+					for _, f := range fds {
+						if fd < 0 {
+							fd = f
+						} else {
+							unix.Close(f)
+						}
+					}
+				}
+			}
 		}
 	}
-	return string(buf[:n]), nil
+	return string(buf[:n]), fd, nil
 }
 
 // wait reaps the init and releases everything the sandbox holds.
@@ -196,18 +247,18 @@ func (sb *sandbox) wait() {
 	sb.oomKills = sb.cg.oomKills()
 	sb.memFails = sb.cg.memoryFailures()
 	sb.cg.kill() // anything left (cannot happen: the PID namespace died with its init)
-	if sb.http != nil {
-		sb.http.close()
-	}
-	if sb.lambda != nil {
-		sb.lambda.close()
-	}
-	sb.ctl.Close()
-	sb.status.Close()
 	sb.nsMu.Lock()
 	unix.Close(sb.netns)
 	sb.netns = -1
+	h, l := sb.http, sb.lambda
 	sb.nsMu.Unlock()
+	if h != nil {
+		h.close()
+	}
+	if l != nil {
+		l.close()
+	}
+	sb.ctl.Close()
 	if err := sb.cg.destroy(); err != nil {
 		sb.d.log.Warn("sandbox: cgroup not removed", "err", err)
 	}
@@ -239,6 +290,23 @@ func (sb *sandbox) destroy() {
 	})
 }
 
+// functionDir returns spec's directory as a detached, read-only mount the
+// init attaches at /var/task (the init no longer sees the host's files).
+func functionDir(dir string) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("sandbox: cloning %s: %w", dir, err)
+	}
+	err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{
+		Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
+	})
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("sandbox: making %s read-only: %w", dir, err)
+	}
+	return fd, nil
+}
+
 // specialise starts spec's function in an empty sandbox and waits until it
 // is ready to serve.
 func (sb *sandbox) specialise(ctx context.Context, spec driver.Spec) error {
@@ -251,6 +319,13 @@ func (sb *sandbox) specialise(ctx context.Context, spec driver.Spec) error {
 		return err
 	}
 	sb.out.setLogs(spec.Logs)
+	// The contract's side is set up under nsMu: wait releases it when the
+	// init dies, which may already have happened.
+	sb.nsMu.Lock()
+	if sb.netns < 0 {
+		sb.nsMu.Unlock()
+		return sb.exitedEarly(ctx, spec)
+	}
 	switch spec.Protocol {
 	case "http":
 		sb.http = &connPool{max: max(spec.Concurrency, 4), dial: func(ctx context.Context) (net.Conn, error) {
@@ -264,54 +339,73 @@ func (sb *sandbox) specialise(ctx context.Context, spec driver.Spec) error {
 	case "lambda":
 		api, err := newRuntimeAPI(sb)
 		if err != nil {
+			sb.nsMu.Unlock()
 			return err
 		}
 		sb.lambda = api
 	}
-	task, err := json.Marshal(sb.d.taskFor(spec))
+	sb.nsMu.Unlock()
+	task := sb.d.taskFor(spec)
+	dir, err := functionDir(spec.Dir)
 	if err != nil {
 		return err
 	}
-	if _, err := sb.ctl.Write(task); err != nil {
+	err = sb.sendMsg(task.Marshal(), dir)
+	unix.Close(dir)
+	if err != nil {
 		return fmt.Errorf("sandbox: sending task: %w", err)
 	}
-	sb.ctl.Close()
-	line, err := readStatus(ctx, sb.status)
-	if err != nil {
-		return fmt.Errorf("sandbox: starting %s: %w", spec.Key(), err)
-	}
-	if line != "" {
+	line, fd, err := sb.readMsg(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
+		if spec.Protocol == "http" {
+			return driver.Errorf(driver.ErrTimeout, "the function did not listen on $PORT (%d) in time", funcPort)
+		}
+		return driver.Errorf(driver.ErrTimeout, "the function did not start in time")
+	case err != nil:
+		// The init exited and the control socket was closed under us.
+		return sb.exitedEarly(ctx, spec)
+	case strings.HasPrefix(line, "error: "):
 		return driver.Errorf(driver.ErrInvalidArtifact, "%s", strings.TrimPrefix(line, "error: "))
+	case line == "listening" && fd >= 0:
+		f := os.NewFile(uintptr(fd), "function")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sandbox: connection to the function: %w", err)
+		}
+		sb.http.put(newHTTPConn(c))
+		return nil
+	case fd >= 0:
+		unix.Close(fd)
+		return fmt.Errorf("sandbox: unexpected message from init: %q", line)
+	case line != "":
+		return fmt.Errorf("sandbox: unexpected message from init: %q", line)
 	}
+	// EOF: a lambda function started; an http function exited before it
+	// listened.
 	if spec.Protocol == "lambda" {
 		return sb.lambda.waitReady(ctx)
 	}
-	return sb.waitListening(ctx)
+	return sb.exitedEarly(ctx, spec)
 }
 
-// waitListening polls the function's port through the network namespace
-// with a tight backoff (connect to a loopback port that nobody listens on
-// fails at once), keeping the first connection.
-func (sb *sandbox) waitListening(ctx context.Context) error {
-	delay := 20 * time.Microsecond
-	for {
-		c, err := sb.http.dial(ctx)
-		if err == nil {
-			sb.http.put(newHTTPConn(c))
-			return nil
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("sandbox: connecting to the function: %w", err)
-		}
-		select {
-		case <-sb.done:
-			return sb.exitError("the function exited before listening on $PORT")
-		case <-ctx.Done():
-			return driver.Errorf(driver.ErrTimeout, "the function did not listen on $PORT (%d) in time", funcPort)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Millisecond)
+// exitedEarly waits for a sandbox whose init is exiting and describes why.
+func (sb *sandbox) exitedEarly(ctx context.Context, spec driver.Spec) error {
+	select {
+	case <-sb.done:
+	case <-ctx.Done():
+		return driver.Errorf(driver.ErrTimeout, "the function did not start in time")
 	}
+	if spec.Protocol == "lambda" {
+		if sb.lambda != nil {
+			if err := sb.lambda.waitReady(ctx); err != nil {
+				return err
+			}
+		}
+		return sb.exitError("the runtime exited before asking for an invocation")
+	}
+	return sb.exitError("the function exited before listening on $PORT")
 }
 
 // exitError describes why the sandbox ended; call after done.

@@ -1,0 +1,8 @@
+//go:build linux
+
+package sandbox
+
+import _ "embed"
+
+//go:embed initbin/hearth-init.linux-amd64
+var initBinary []byte

@@ -1,0 +1,5 @@
+//go:build linux
+
+package sbinit
+
+const sysSeccomp = 317

@@ -1,0 +1,228 @@
+// Package sbinit is the sandbox's init: the first process inside a new
+// sandbox (PID 1 of its PID namespace). It builds the sandbox's root, waits
+// for a task, starts the function with no privileges and then reaps
+// processes until the function exits.
+//
+// The package is built into a small separate binary (see ../initbin) so a
+// sandbox starts without the Go runtime and package initialisation of the
+// whole Hearth binary, and so each idle sandbox costs only a few hundred KiB.
+// It therefore imports only syscall-level packages: no fmt, os, encoding/json
+// or reflection. This file holds the wire format the driver and the init
+// share; both sides import it.
+package sbinit
+
+import "errors"
+
+// Arg0 is argv[0] of an init; Env marks its environment (the fallback
+// re-execution of Hearth's own binary checks both).
+const (
+	Arg0 = "hearth-sandbox-init"
+	Env  = "HEARTH_SANDBOX_INIT"
+)
+
+// CtlFD is the init's control socket (a SOCK_SEQPACKET unix socket). The
+// protocol, one message each way at a time:
+//
+//	driver → init: Root (encoded)
+//	init → driver: "ready", or "error: ..." (then the init exits)
+//	driver → init: Task (encoded) with the function directory as a detached
+//	               mount (SCM_RIGHTS); or EOF to discard a pooled sandbox
+//	init → driver: for a task with Port: "listening" with a connection to the
+//	               port (SCM_RIGHTS); else EOF once the function started; or
+//	               "error: ..."; or EOF because the function exited early.
+const CtlFD = 3
+
+// Root describes the empty sandbox; it is the same for every sandbox of a
+// driver.
+type Root struct {
+	Mount    string // host directory to mount the new root on
+	Template string // host directory bound read-only as the root
+	Binds    []Bind // read-only binds on top of the template (host dirs)
+	Hostname string
+	NoFile   uint64       // RLIMIT_NOFILE
+	Seccomp  []SockFilter // the compiled seccomp program
+}
+
+// Bind is one read-only bind mount.
+type Bind struct {
+	Src string // host path
+	Dst string // path inside the root, relative
+}
+
+// SockFilter is one classic BPF instruction (struct sock_filter).
+type SockFilter struct {
+	Code uint16
+	Jt   uint8
+	Jf   uint8
+	K    uint32
+}
+
+// Task turns an empty sandbox into one function instance.
+type Task struct {
+	Argv     []string
+	Env      []string
+	TmpBytes int64 // size of /tmp
+	UID, GID uint32
+	// Port, if not 0, is the loopback port the function listens on: the
+	// init reports "listening" with a connection to it once it accepts.
+	Port uint16
+}
+
+const wireVersion = 1
+
+// ErrWire reports a malformed message.
+var ErrWire = errors.New("sbinit: malformed message")
+
+type encoder struct{ b []byte }
+
+func (e *encoder) uint(v uint64) {
+	for v >= 0x80 {
+		e.b = append(e.b, byte(v)|0x80)
+		v >>= 7
+	}
+	e.b = append(e.b, byte(v))
+}
+
+func (e *encoder) str(s string) {
+	e.uint(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+func (e *encoder) strs(ss []string) {
+	e.uint(uint64(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uint() uint64 {
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		if len(d.b) == 0 {
+			d.err = ErrWire
+			return 0
+		}
+		c := d.b[0]
+		d.b = d.b[1:]
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v
+		}
+	}
+	d.err = ErrWire
+	return 0
+}
+
+func (d *decoder) len() int {
+	n := d.uint()
+	if n > uint64(len(d.b)) {
+		d.err = ErrWire
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) str() string {
+	n := d.len()
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) strs() []string {
+	n := d.len() // each string takes at least one byte
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.str()
+	}
+	return out
+}
+
+// Marshal encodes r.
+func (r *Root) Marshal() []byte {
+	e := encoder{b: []byte{wireVersion, 'R'}}
+	e.str(r.Mount)
+	e.str(r.Template)
+	e.uint(uint64(len(r.Binds)))
+	for _, b := range r.Binds {
+		e.str(b.Src)
+		e.str(b.Dst)
+	}
+	e.str(r.Hostname)
+	e.uint(r.NoFile)
+	e.uint(uint64(len(r.Seccomp)))
+	for _, f := range r.Seccomp {
+		e.uint(uint64(f.Code))
+		e.uint(uint64(f.Jt))
+		e.uint(uint64(f.Jf))
+		e.uint(uint64(f.K))
+	}
+	return e.b
+}
+
+// Unmarshal decodes what Marshal encoded.
+func (r *Root) Unmarshal(b []byte) error {
+	if len(b) < 2 || b[0] != wireVersion || b[1] != 'R' {
+		return ErrWire
+	}
+	d := decoder{b: b[2:]}
+	r.Mount = d.str()
+	r.Template = d.str()
+	n := d.len()
+	r.Binds = make([]Bind, 0, n)
+	for range n {
+		r.Binds = append(r.Binds, Bind{Src: d.str(), Dst: d.str()})
+	}
+	r.Hostname = d.str()
+	r.NoFile = d.uint()
+	n = d.len()
+	r.Seccomp = make([]SockFilter, 0, n)
+	for range n {
+		r.Seccomp = append(r.Seccomp, SockFilter{Code: uint16(d.uint()), Jt: uint8(d.uint()), Jf: uint8(d.uint()), K: uint32(d.uint())})
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = ErrWire
+	}
+	return d.err
+}
+
+// Marshal encodes t.
+func (t *Task) Marshal() []byte {
+	e := encoder{b: []byte{wireVersion, 'T'}}
+	e.strs(t.Argv)
+	e.strs(t.Env)
+	e.uint(uint64(t.TmpBytes))
+	e.uint(uint64(t.UID))
+	e.uint(uint64(t.GID))
+	e.uint(uint64(t.Port))
+	return e.b
+}
+
+// Unmarshal decodes what Marshal encoded.
+func (t *Task) Unmarshal(b []byte) error {
+	if len(b) < 2 || b[0] != wireVersion || b[1] != 'T' {
+		return ErrWire
+	}
+	d := decoder{b: b[2:]}
+	t.Argv = d.strs()
+	t.Env = d.strs()
+	t.TmpBytes = int64(d.uint())
+	t.UID = uint32(d.uint())
+	t.GID = uint32(d.uint())
+	t.Port = uint16(d.uint())
+	if d.err == nil && len(d.b) != 0 {
+		d.err = ErrWire
+	}
+	if d.err == nil && len(t.Argv) == 0 {
+		d.err = ErrWire
+	}
+	return d.err
+}
