@@ -135,3 +135,42 @@ func (l Load) Run(ctx context.Context, c *http.Client) Result {
 	}
 	return r
 }
+
+// Interleave runs a and b in alternating rounds (a, b, a, b, …) that add up
+// to each load's Duration, and merges each side's rounds. A baseline and
+// its contender then see the same background load, which on a shared
+// machine drifts over seconds.
+func Interleave(ctx context.Context, c *http.Client, a, b Load, rounds int) (Result, Result) {
+	if rounds < 1 {
+		rounds = 1
+	}
+	var ra, rb []Result
+	la, lb := a, b
+	la.Duration, lb.Duration = a.Duration/time.Duration(rounds), b.Duration/time.Duration(rounds)
+	for range rounds {
+		ra = append(ra, la.Run(ctx, c))
+		rb = append(rb, lb.Run(ctx, c))
+	}
+	return merge(ra), merge(rb)
+}
+
+// merge adds up results; percentiles are taken as the median of the
+// rounds' percentiles.
+func merge(rs []Result) Result {
+	out := Result{Status: map[int]int{}}
+	var p50s, p99s []time.Duration
+	for _, r := range rs {
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		out.Elapsed += r.Elapsed
+		for s, n := range r.Status {
+			out.Status[s] += n
+		}
+		p50s, p99s = append(p50s, r.P50), append(p99s, r.P99)
+		out.Max = max(out.Max, r.Max)
+	}
+	sort.Slice(p50s, func(i, j int) bool { return p50s[i] < p50s[j] })
+	sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
+	out.P50, out.P99 = p50s[len(p50s)/2], p99s[len(p99s)/2]
+	return out
+}

@@ -81,8 +81,9 @@ func benchSandboxWarm(ctx context.Context, e *env) ([]Figure, error) {
 	gwURL := e.url("bench-go-http", "/")
 	Load{URL: proxyURL, Concurrency: conc, Duration: d / 4}.Run(ctx, c)
 	Load{URL: gwURL, Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
-	base := Load{URL: proxyURL, Concurrency: conc, Duration: d}.Run(ctx, c)
-	gw := Load{URL: gwURL, Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	base, gw := Interleave(ctx, c,
+		Load{URL: proxyURL, Concurrency: conc, Duration: d},
+		Load{URL: gwURL, Header: e.authHeader(), Concurrency: conc, Duration: d}, 4)
 	if gw.Errors > 0 {
 		return nil, fmt.Errorf("gateway answered errors: %v", gw.Status)
 	}

@@ -226,13 +226,15 @@ func benchWasmWarm(ctx context.Context, e *env) ([]Figure, error) {
 	Load{URL: rawURL, Concurrency: conc, Duration: d / 4}.Run(ctx, c)
 	Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
 
-	raw := Load{URL: rawURL, Concurrency: conc, Duration: d}.Run(ctx, c)
-	gw := Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	raw, gw := Interleave(ctx, c,
+		Load{URL: rawURL, Concurrency: conc, Duration: d},
+		Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}, 4)
 	if gw.Errors > 0 {
 		return nil, fmt.Errorf("gateway answered %d errors: %v", gw.Errors, gw.Status)
 	}
-	raw1 := Load{URL: rawURL, Concurrency: 1, Duration: d / 2}.Run(ctx, c)
-	gw1 := Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: 1, Duration: d / 2}.Run(ctx, c)
+	raw1, gw1 := Interleave(ctx, c,
+		Load{URL: rawURL, Concurrency: 1, Duration: d / 2},
+		Load{URL: e.url("bench-echo", "/"), Header: e.authHeader(), Concurrency: 1, Duration: d / 2}, 4)
 	ratio := gw.RPS() / raw.RPS()
 	added := float64(gw1.P50-raw1.P50) / float64(time.Microsecond)
 	return []Figure{
@@ -269,8 +271,9 @@ func benchSnapshot(ctx context.Context, e *env) ([]Figure, error) {
 	d := e.cfg.Duration
 	Load{URL: e.url("bench-hello-fresh", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
 	Load{URL: e.url("bench-hello-snap", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d / 4}.Run(ctx, c)
-	fresh := Load{URL: e.url("bench-hello-fresh", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
-	snap := Load{URL: e.url("bench-hello-snap", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}.Run(ctx, c)
+	fresh, snap := Interleave(ctx, c,
+		Load{URL: e.url("bench-hello-fresh", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d},
+		Load{URL: e.url("bench-hello-snap", "/"), Header: e.authHeader(), Concurrency: conc, Duration: d}, 4)
 	if fresh.Errors > 0 || snap.Errors > 0 {
 		return nil, fmt.Errorf("errors: fresh %v, snapshot %v", fresh.Status, snap.Status)
 	}
