@@ -11,7 +11,7 @@ import (
 )
 
 // The two benchmarks serve the same source, examples/hello-go: as a WASI
-// command (a fresh module instance and Go runtime start per request) and as
+// command (a reused, reverted instance and a Go runtime start per request) and as
 // a reactor (an instance restored from the post-initialisation snapshot and
 // reverted after each request). Compare with:
 //
@@ -45,9 +45,9 @@ func benchHello(b *testing.B, module string) {
 	})
 }
 
-// BenchmarkEchoC is the tiny C module (examples/echo-c): a fresh instance
-// per request costs only instantiation, which is what the gateway's warm
-// path pays for small WASI modules.
+// BenchmarkEchoC is the tiny C module (examples/echo-c): the per-request
+// cost is little more than reverting the reused instance (command.go), which
+// is what the gateway's warm path pays for small WASI modules.
 func BenchmarkEchoC(b *testing.B) {
 	d := newTestDriver(b)
 	spec := exampleSpec(b, filepath.Join(repoRoot(), "examples", "echo-c"), "echo.wasm")

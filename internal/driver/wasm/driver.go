@@ -1,8 +1,11 @@
 // Package wasm is Hearth's WebAssembly isolation driver. It runs WASI
 // preview-1 modules with wazero under the wagi contract (CGI for
-// WebAssembly): each request gets a fresh module instance with the body on
-// stdin and CGI variables in the environment, and the module's stdout is
-// parsed as a CGI response.
+// WebAssembly): each request runs the module as a fresh program, with the
+// body on stdin and CGI variables in the environment, and the module's
+// stdout is parsed as a CGI response. A command module without file access
+// runs in a pooled instance reverted to its post-instantiation state between
+// requests rather than in a new instance (see command.go); with file access
+// every request gets a new instance.
 //
 // Modules are compiled once per artifact digest; with Config.CacheDir the
 // compiled code also survives restarts. Each instance's linear memory is an
@@ -33,6 +36,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
@@ -62,6 +66,9 @@ type Driver struct {
 	cache   wazero.CompilationCache
 	live    atomic.Int64 // mapped linear memories, for leak checks
 	mem     *memPool     // recycled linear memories of fresh instances
+	// reuse resolves wasi_snapshot_preview1 to the WASI module of reused
+	// command instances (instantiateReuseWASI).
+	reuse experimental.ImportResolver
 
 	mu      sync.Mutex
 	modules map[string]*moduleEntry // by moduleKey
@@ -106,7 +113,19 @@ func New(cfg Config) (*Driver, error) {
 		cache.Close(ctx)
 		return nil, fmt.Errorf("wasm: hearth host module: %w", err)
 	}
-	return &Driver{log: log, runtime: r, cache: cache, mem: newMemPool(4 * runtime.NumCPU()), modules: map[string]*moduleEntry{}}, nil
+	reuseWASI, err := instantiateReuseWASI(ctx, r)
+	if err != nil {
+		r.Close(ctx)
+		cache.Close(ctx)
+		return nil, fmt.Errorf("wasm: WASI for reused instances: %w", err)
+	}
+	reuse := func(name string) api.Module {
+		if name == wasi_snapshot_preview1.ModuleName {
+			return reuseWASI
+		}
+		return nil
+	}
+	return &Driver{log: log, runtime: r, cache: cache, mem: newMemPool(4 * runtime.NumCPU()), reuse: reuse, modules: map[string]*moduleEntry{}}, nil
 }
 
 // Name implements driver.Driver.

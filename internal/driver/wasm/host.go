@@ -9,6 +9,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // hostModuleName is the module of Hearth's own host functions.
@@ -187,4 +188,110 @@ func (w slotStderr) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return w.s.stderr.Write(p)
+}
+
+// reuseWASIName is the name of the second wasi_snapshot_preview1 instance,
+// the one command modules on the reuse path import (see command.go). It is
+// reached only through the import resolver: a module importing it by this
+// name is rejected by checkImports.
+const reuseWASIName = "hearth:wasi_snapshot_preview1/reuse"
+
+// WASI errno values of the reuse module's fd_close and fd_renumber.
+const (
+	errnoBadf    = 8
+	errnoNotsup  = 58
+	stdioFDCount = 3
+)
+
+// instantiateReuseWASI provides the WASI module of reused command instances:
+// instantiateWASI's, except for the functions that would end or change an
+// instance for good.
+//
+//   - proc_exit records the exit code and unwinds the guest by panicking
+//     with a *sys.ExitError without closing the module (wazero's closes it).
+//     wazero's call engine recovers a host function's panic, returns a
+//     *sys.ExitError unwrapped, and resets its state so that the module and
+//     the function stay callable.
+//   - fd_close and fd_renumber would change the instance's descriptor table,
+//     which memory and global restore cannot undo. An instance on the reuse
+//     path has only stdio; closing one of those is acknowledged without
+//     closing it, and the instance is discarded after the request.
+//
+// The returned module is a plain module instance (not the wrapper wazero's
+// HostModuleBuilder.Instantiate returns), as the import resolver needs.
+func instantiateReuseWASI(ctx context.Context, r wazero.Runtime) (api.Module, error) {
+	i32 := api.ValueTypeI32
+	b := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	compiled, err := b.
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(envSizesGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("result.environc", "result.environv_len").
+		Export("environ_sizes_get").
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(envGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("environ", "environ_buf").
+		Export("environ_get").
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(reuseProcExit), []api.ValueType{i32}, nil).
+		WithParameterNames("rval").
+		Export("proc_exit").
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(reuseFDClose), []api.ValueType{i32}, []api.ValueType{i32}).
+		WithParameterNames("fd").
+		Export("fd_close").
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(reuseFDRenumber), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("fd", "to").
+		Export("fd_renumber").
+		Compile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(reuseWASIName))
+}
+
+type cmdRunKey struct{}
+
+// cmdRunOf returns the reused command instance a call runs in, if any.
+func cmdRunOf(ctx context.Context) *cmdInst {
+	c, _ := ctx.Value(cmdRunKey{}).(*cmdInst)
+	return c
+}
+
+func reuseProcExit(ctx context.Context, mod api.Module, stack []uint64) {
+	code := uint32(stack[0])
+	c := cmdRunOf(ctx)
+	if c == nil { // not a reuse-path call: behave like wazero's proc_exit
+		_ = mod.CloseWithExitCode(ctx, code)
+	} else {
+		c.exited, c.exitCode = true, code
+	}
+	panic(sys.NewExitError(code))
+}
+
+func reuseFDClose(ctx context.Context, _ api.Module, stack []uint64) {
+	if c := cmdRunOf(ctx); c != nil {
+		c.tainted = true
+	}
+	if uint32(stack[0]) >= stdioFDCount {
+		stack[0] = errnoBadf
+		return
+	}
+	stack[0] = errnoSuccess
+}
+
+func reuseFDRenumber(ctx context.Context, _ api.Module, stack []uint64) {
+	if c := cmdRunOf(ctx); c != nil {
+		c.tainted = true
+	}
+	from, to := uint32(stack[0]), uint32(stack[1])
+	switch {
+	case from >= stdioFDCount || to >= stdioFDCount:
+		stack[0] = errnoBadf
+	case from == to:
+		stack[0] = errnoSuccess
+	default:
+		stack[0] = errnoNotsup
+	}
 }

@@ -17,8 +17,10 @@ import (
 )
 
 // instance is one driver.Instance: a function version ready to serve. Module
-// instances are per request (command modules) or pooled and reverted to the
-// snapshot between requests (reactors).
+// instances are pooled and reverted between requests: to the snapshot
+// (reactors, snapshot.go) or to the post-instantiation state (commands
+// without file access, command.go). Commands with file access get a new
+// module instance per request.
 type instance struct {
 	d     *Driver
 	m     *module
@@ -37,7 +39,12 @@ type instance struct {
 	stopped  bool
 	released bool // module and snapshot references dropped
 	inflight sync.WaitGroup
-	idle     []*pooled // reactor only: reverted module instances
+	idle     []*pooled  // reactor only: reverted module instances
+	cmdIdle  []*cmdInst // command reuse path: reverted module instances
+
+	cmdMu   sync.Mutex
+	cmdSnap *cmdSnapshot // command reuse path: state after instantiation
+	noReuse atomic.Bool  // the module cannot take the reuse path
 
 	// cmdSlots recycles the per-call plumbing of command modules together
 	// with the module configuration bound to it: building a wazero
@@ -100,8 +107,14 @@ func (i *instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Res
 	if i.snap != nil {
 		cold, err = i.invokeReactor(ctx, req, env, stdout, stderr)
 	} else {
-		cold = !i.invoked.Swap(true)
-		err = i.invokeCommand(ctx, req, env, stdout, stderr)
+		reused := false
+		if !i.spec.AllowFiles && !i.noReuse.Load() {
+			cold, reused, err = i.invokeReused(ctx, req, env, stdout, stderr)
+		}
+		if !reused {
+			cold = !i.invoked.Swap(true)
+			err = i.invokeCommand(ctx, req, env, stdout, stderr)
+		}
 	}
 	i.busy.Add(int64(time.Since(start)))
 	if err != nil {
@@ -118,7 +131,8 @@ func (i *instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Res
 	return resp, nil
 }
 
-// invokeCommand runs a WASI command in a fresh module instance.
+// invokeCommand runs a WASI command in a fresh module instance: the path of
+// modules with file access (see command.go for the others).
 func (i *instance) invokeCommand(ctx context.Context, req *driver.Request, env []string, stdout *outputBuffer, stderr *stderrWriter) error {
 	cs, _ := i.cmdSlots.Get().(*cmdSlot)
 	if cs == nil {
@@ -220,11 +234,14 @@ func (i *instance) Stop(ctx context.Context) error {
 	i.mu.Lock()
 	release := !i.released
 	i.released = true
-	idle := i.idle
-	i.idle = nil
+	idle, cmdIdle := i.idle, i.cmdIdle
+	i.idle, i.cmdIdle = nil, nil
 	i.mu.Unlock()
 	for _, p := range idle {
 		p.close()
+	}
+	for _, c := range cmdIdle {
+		c.close()
 	}
 	if release {
 		if i.snap != nil {

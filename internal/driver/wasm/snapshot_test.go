@@ -87,8 +87,9 @@ func TestSnapshotResetsGrownInstance(t *testing.T) {
 	}
 }
 
-// Command modules run each request in a fresh instance; only the first
-// invocation of an Instance is reported cold.
+// Command modules run each request from a fresh state (a reused instance
+// reverted after each request); only the first invocation of an Instance,
+// which instantiates the module, is reported cold.
 func TestCommandColdOnlyFirst(t *testing.T) {
 	d := newTestDriver(t)
 	inst := startT(t, d, guestSpec(t, guests.guest, "counter"))
