@@ -61,10 +61,17 @@ func instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
 // at instantiation (wazero's ModuleConfig.WithEnv copies the configuration
 // for every variable).
 func instantiateWASI(ctx context.Context, r wazero.Runtime) error {
+	_, err := wasiBuilder(r).Instantiate(ctx)
+	return err
+}
+
+// wasiBuilder is wazero's WASI preview 1 with the environment taken from
+// the call's context (see instantiateWASI).
+func wasiBuilder(r wazero.Runtime) wazero.HostModuleBuilder {
 	i32 := api.ValueTypeI32
 	b := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-	_, err := b.
+	return b.
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(envSizesGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("result.environc", "result.environv_len").
@@ -72,9 +79,7 @@ func instantiateWASI(ctx context.Context, r wazero.Runtime) error {
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(envGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("environ", "environ_buf").
-		Export("environ_get").
-		Instantiate(ctx)
-	return err
+		Export("environ_get")
 }
 
 func envSizesGet(ctx context.Context, mod api.Module, stack []uint64) {
@@ -221,17 +226,7 @@ const (
 // HostModuleBuilder.Instantiate returns), as the import resolver needs.
 func instantiateReuseWASI(ctx context.Context, r wazero.Runtime) (api.Module, error) {
 	i32 := api.ValueTypeI32
-	b := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
-	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-	compiled, err := b.
-		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(envSizesGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
-		WithParameterNames("result.environc", "result.environv_len").
-		Export("environ_sizes_get").
-		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(envGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
-		WithParameterNames("environ", "environ_buf").
-		Export("environ_get").
+	compiled, err := wasiBuilder(r).
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(reuseProcExit), []api.ValueType{i32}, nil).
 		WithParameterNames("rval").
