@@ -232,7 +232,18 @@ func (p *pool) start(cause string, onDemand bool) error {
 	p.startingG.Inc()
 	p.s.cfg.Metrics.Starts.WithLabelValues(p.fn.Spec.Function, cause).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.StartTimeout)
-	inst, err := p.drv.Start(ctx, p.fn.Spec)
+	var inst driver.Instance
+	var err error
+	// Starts beyond the node's start concurrency wait their turn: sixteen
+	// sandboxes starting at once on two CPUs all become ready late, while
+	// started a few at a time the first ones serve the queue early.
+	select {
+	case p.s.starts <- struct{}{}:
+		inst, err = p.drv.Start(ctx, p.fn.Spec)
+		<-p.s.starts
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	cancel()
 	p.startingG.Dec()
 

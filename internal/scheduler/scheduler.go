@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -101,6 +102,9 @@ type Config struct {
 	StartTimeout time.Duration
 	// TickInterval is how often each function's size is decided. Default 2 s.
 	TickInterval time.Duration
+	// StartConcurrency bounds instance starts in progress on the node.
+	// Default: the number of CPUs, at least 2.
+	StartConcurrency int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -114,6 +118,7 @@ type Scheduler struct {
 	pools    map[string]*pool // by Spec.Key()
 	current  map[string]*pool // by function name: the pool serving new traffic
 	policies map[string]keepalive.Policy
+	starts   chan struct{} // semaphore of instance starts in progress
 	closed   bool
 	// waiting is set once Close waits for wg: from then on no goroutine
 	// may be added to it (see spawn).
@@ -137,6 +142,9 @@ func New(cfg Config) *Scheduler {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 2 * time.Second
 	}
+	if cfg.StartConcurrency <= 0 {
+		cfg.StartConcurrency = max(2, runtime.NumCPU())
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -152,6 +160,7 @@ func New(cfg Config) *Scheduler {
 		pools:    make(map[string]*pool),
 		current:  make(map[string]*pool),
 		policies: make(map[string]keepalive.Policy),
+		starts:   make(chan struct{}, cfg.StartConcurrency),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopReaper = cancel
