@@ -138,7 +138,7 @@ func TestBurstFromZeroAndBack(t *testing.T) {
 
 	// The metrics saw it all.
 	_, metrics := n.do("GET", "/metrics", nil)
-	for _, want := range []string{`hearth_instance_starts_total{cause="scale_from_zero",function="burst"}`, `hearth_desired_instances{function="burst"} 0`} {
+	for _, want := range []string{`hearth_instance_starts_total{cause="scale_from_zero",function="burst"}`, `hearth_desired_instances{function="burst"} 0`, `hearth_sandbox_pool_ready 0`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

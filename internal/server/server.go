@@ -106,6 +106,12 @@ func Run(ctx context.Context, cfg Config) error {
 	drivers := map[string]driver.Driver{wasmDrv.Name(): wasmDrv}
 	for _, d := range extraDrivers(cfg, log) {
 		drivers[d.Name()] = d
+		if sb, ok := d.(*sandbox.Driver); ok {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "hearth_sandbox_pool_ready",
+				Help: "Pre-built empty sandboxes ready for a cold start of any sandbox function.",
+			}, func() float64 { return float64(sb.PoolLen()) }))
+		}
 	}
 
 	sched := scheduler.New(scheduler.Config{
