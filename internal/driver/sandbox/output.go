@@ -113,8 +113,16 @@ func (o *output) begin(w io.Writer) *sink {
 }
 
 // end drains what the function wrote so far to s, then unregisters it.
+// With other invocations in flight the output could not be told apart and
+// goes to the instance's logs anyway, which the reader loop does by
+// itself: the drain (a read system call) is then skipped.
 func (o *output) end(s *sink) {
-	o.drain()
+	o.mu.Lock()
+	alone := len(o.sinks) == 1
+	o.mu.Unlock()
+	if alone {
+		o.drain()
+	}
 	o.mu.Lock()
 	delete(o.sinks, s)
 	o.mu.Unlock()
