@@ -122,6 +122,9 @@ func invokeError(name string, fn *scheduler.Function, err error) (int, string, s
 		return http.StatusBadGateway, api.CodeCrashed, fmt.Sprintf("function %q crashed: %s", name, detail)
 	case errors.Is(err, driver.ErrContract):
 		return http.StatusBadGateway, api.CodeContract, fmt.Sprintf("function %q broke its contract: %s", name, detail)
+	case errors.Is(err, scheduler.ErrNoDriver):
+		return http.StatusServiceUnavailable, api.CodeUnavailable,
+			fmt.Sprintf("function %q needs the %s isolation tier, which this node does not run (see its log for why)", name, fn.Isolation)
 	case errors.Is(err, scheduler.ErrClosed), errors.Is(err, driver.ErrStopped):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down or the function was removed; retry"
 	}
