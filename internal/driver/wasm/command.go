@@ -121,27 +121,9 @@ func (i *instance) newCmdInst(ctx context.Context, stderr *stderrWriter) (*cmdIn
 // be discarded.
 func (c *cmdInst) reset() error {
 	s := c.snap
-	if mem := c.mod.Memory(); mem != nil {
-		want := s.pages * pageSize
-		size := mem.Size()
-		if size < want {
-			return errors.New("memory smaller than after instantiation")
-		}
-		c.alloc.mem.restore(s.pristine, uint64(size))
-		if size > want {
-			// See pooled.reset.
-			c.alloc.mem.shrinkTo = uint64(want)
-			mem.Grow(1)
-			c.alloc.mem.shrinkTo = 0
-			if mem.Size() != want {
-				return errors.New("memory grew past its initial size")
-			}
-		}
+	if err := revert(c.mod, c.alloc, c.globals, s.pages, s.pristine, s.globals); err != nil {
+		return err
 	}
-	for j, g := range c.globals {
-		g.Set(s.globals[j].value)
-	}
-	c.alloc.limitHit.Store(false)
 	c.exited, c.exitCode, c.tainted = false, 0, false
 	return nil
 }

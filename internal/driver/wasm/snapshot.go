@@ -283,34 +283,45 @@ func (i *instance) restore(ctx context.Context) (*pooled, error) {
 	return p, nil
 }
 
-// reset returns the instance to the snapshot: memory contents, memory size
-// and mutable globals. An error means the instance must be discarded.
+// reset returns the instance to the snapshot. An error means the instance
+// must be discarded.
+func (p *pooled) reset() error {
+	return revert(p.mod, p.alloc, p.globals, p.snap.pages, p.snap.pristine, p.snap.globals)
+}
+
+// revert returns a module instance to an image of its state — a reactor's
+// snapshot or a command module's state after instantiation: memory
+// contents, memory size and mutable globals (parallel to values). An error
+// means the instance must be discarded.
 //
 // Go's runtime grows linear memory on most requests, so discarding every
-// instance that grew would defeat the pool. Instead the memory is cut back
-// to the snapshot's size: wazero's Grow adopts whatever slice the allocator
+// instance that grew would defeat reuse. Instead the memory is cut back to
+// the image's size: wazero's Grow adopts whatever slice the allocator
 // returns and hands it to the engine, so a Grow(1) answered with the
-// snapshot-sized slice shrinks it. That is outside the allocator contract;
-// the size is checked afterwards and the instance discarded if the trick
-// ever stops working (TestSnapshotDiscardsGrownInstance covers both).
-func (p *pooled) reset() error {
-	if mem := p.mod.Memory(); mem != nil {
-		want := p.snap.pages * pageSize
+// image-sized slice shrinks it. That is outside the allocator contract; the
+// size is checked afterwards and the instance discarded if the trick ever
+// stops working (TestSnapshotDiscardsGrownInstance covers both).
+func revert(mod api.Module, alloc *allocator, globals []api.MutableGlobal, pages uint32, pristine []byte, values []globalValue) error {
+	if mem := mod.Memory(); mem != nil {
+		want := pages * pageSize
 		size := mem.Size()
-		p.alloc.mem.restore(p.snap.pristine, uint64(size))
+		if size < want {
+			return errors.New("memory smaller than the image")
+		}
+		alloc.mem.restore(pristine, uint64(size))
 		if size > want {
-			p.alloc.mem.shrinkTo = uint64(want)
+			alloc.mem.shrinkTo = uint64(want)
 			mem.Grow(1)
-			p.alloc.mem.shrinkTo = 0
+			alloc.mem.shrinkTo = 0
 			if mem.Size() != want {
-				return errors.New("memory grew past the snapshot")
+				return errors.New("memory grew past the image")
 			}
 		}
 	}
-	for j, g := range p.globals {
-		g.Set(p.snap.globals[j].value)
+	for j, g := range globals {
+		g.Set(values[j].value)
 	}
-	p.alloc.limitHit.Store(false)
+	alloc.limitHit.Store(false)
 	return nil
 }
 
