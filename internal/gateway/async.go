@@ -34,12 +34,8 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 // answer 501.
 func (g *Gateway) mountAsync() {
 	if g.cfg.Async == nil {
-		unavailable := g.auth(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotImplemented, "not_implemented", "asynchronous invocation is not available on this server; invoke synchronously on /fn/{name}")
-		})
-		for _, p := range []string{"/async/fn/{name}", "/async/fn/{name}/{path...}", "/v1/invocations/{id}", "/v1/dlq", "/v1/dlq/{id}/replay"} {
-			g.mux.HandleFunc(p, unavailable)
-		}
+		g.mountUnavailable("asynchronous invocation is not available on this server; invoke synchronously on /fn/{name}",
+			"/async/fn/{name}", "/async/fn/{name}/{path...}", "/v1/invocations/{id}", "/v1/dlq", "/v1/dlq/{id}/replay")
 		return
 	}
 	g.mux.HandleFunc("/async/fn/{name}", g.auth(g.enqueue))

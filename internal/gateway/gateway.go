@@ -151,6 +151,17 @@ func (g *Gateway) auth(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// mountUnavailable answers 501 with msg (after authentication) on patterns:
+// the routes of a subsystem this gateway was built without.
+func (g *Gateway) mountUnavailable(msg string, patterns ...string) {
+	h := g.auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotImplemented, "not_implemented", msg)
+	})
+	for _, p := range patterns {
+		g.mux.HandleFunc(p, h)
+	}
+}
+
 // logSink adapts Records to funclog.Sink.
 type logSink struct{ r Records }
 

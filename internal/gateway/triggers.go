@@ -44,12 +44,8 @@ const (
 // trigger manager they answer 501.
 func (g *Gateway) mountTriggers() {
 	if g.cfg.Triggers == nil {
-		unavailable := g.auth(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotImplemented, "not_implemented", "triggers, events and buckets are not available on this server")
-		})
-		for _, p := range []string{"/v1/triggers", "/v1/events/{topic}", "/v1/buckets", "/v1/buckets/{bucket}/objects", "/v1/buckets/{bucket}/objects/{key...}"} {
-			g.mux.HandleFunc(p, unavailable)
-		}
+		g.mountUnavailable("triggers, events and buckets are not available on this server",
+			"/v1/triggers", "/v1/events/{topic}", "/v1/buckets", "/v1/buckets/{bucket}/objects", "/v1/buckets/{bucket}/objects/{key...}")
 		return
 	}
 	g.mux.HandleFunc("GET /v1/triggers", g.auth(g.listTriggers))
