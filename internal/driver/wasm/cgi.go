@@ -55,14 +55,14 @@ func sortedEnv(vars map[string]string) []string {
 	return env
 }
 
-// staticVars are the CGI variables that are the same for every request of a
-// function version.
-func staticVars(spec *driver.Spec) map[string]string {
-	return map[string]string{
-		"GATEWAY_INTERFACE": "CGI/1.1",
-		"SERVER_PROTOCOL":   "HTTP/1.1",
-		"SERVER_SOFTWARE":   "hearth",
-		"SCRIPT_NAME":       "/fn/" + spec.Function,
+// staticEnv is the CGI variables that are the same for every request of a
+// function version, as "NAME=value".
+func staticEnv(spec *driver.Spec) []string {
+	return []string{
+		"GATEWAY_INTERFACE=CGI/1.1",
+		"SERVER_PROTOCOL=HTTP/1.1",
+		"SERVER_SOFTWARE=hearth",
+		"SCRIPT_NAME=/fn/" + spec.Function,
 	}
 }
 
@@ -89,11 +89,8 @@ func appendRequestVars(env []string, spec *driver.Spec, req *driver.Request) []s
 	if h, _, err := net.SplitHostPort(remote); err == nil {
 		remote = h
 	}
+	env = append(env, staticEnv(spec)...)
 	env = append(env,
-		"GATEWAY_INTERFACE=CGI/1.1",
-		"SERVER_PROTOCOL=HTTP/1.1",
-		"SERVER_SOFTWARE=hearth",
-		"SCRIPT_NAME=/fn/"+spec.Function,
 		"REQUEST_METHOD="+method,
 		"PATH_INFO="+path,
 		"QUERY_STRING="+req.RawQuery,

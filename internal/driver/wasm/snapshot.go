@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
@@ -93,7 +94,8 @@ func snapshotEnv(spec *driver.Spec) []string {
 	for k, v := range spec.Env {
 		vars[k] = v
 	}
-	for k, v := range staticVars(spec) {
+	for _, kv := range staticEnv(spec) {
+		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v
 	}
 	return sortedEnv(vars)
