@@ -67,6 +67,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, out, err := g.cfg.Invoker.Invoke(ctx, fn, req)
 	stderr.Close()
+	if g.cfg.Metrics != nil && stderr.Dropped > 0 {
+		g.cfg.Metrics.LogsDropped.Add(float64(stderr.Dropped))
+	}
 	dur := time.Since(start)
 
 	h := w.Header()
