@@ -92,6 +92,31 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer st.Close()
 
+	// Subsystems are stopped in the reverse order of their start, on every
+	// return: after a failed start as after a drain.
+	type closer struct {
+		name  string
+		close func(context.Context) error
+	}
+	var closers []closer
+	stopped := false
+	stopAll := func(ctx context.Context) {
+		if stopped {
+			return
+		}
+		stopped = true
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i].close(ctx); err != nil {
+				log.Warn("stopping "+closers[i].name, "err", err)
+			}
+		}
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		defer cancel()
+		stopAll(ctx)
+	}()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -103,9 +128,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("wasm driver: %w", err)
 	}
-	drivers := map[string]driver.Driver{wasmDrv.Name(): wasmDrv}
-	for _, d := range extraDrivers(cfg, log) {
+	drivers := map[string]driver.Driver{}
+	for _, d := range append([]driver.Driver{wasmDrv}, extraDrivers(cfg, log)...) {
 		drivers[d.Name()] = d
+		if c, ok := d.(interface{ Close(context.Context) error }); ok {
+			closers = append(closers, closer{d.Name() + " driver", c.Close})
+		}
 		if sb, ok := d.(*sandbox.Driver); ok {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "hearth_sandbox_pool_ready",
@@ -120,6 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics:   m,
 		Logger:    log.With("component", "scheduler"),
 	})
+	closers = append(closers, closer{"instances", sched.Close})
 	records := records{st}
 	fns, err := registry.Open(ctx, registry.Config{
 		Store:      st,
@@ -131,8 +160,6 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:     log.With("component", "registry"),
 	})
 	if err != nil {
-		sched.Close(context.Background())
-		wasmDrv.Close(context.Background())
 		return err
 	}
 
@@ -158,21 +185,18 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:    log.With("component", "async"),
 	})
 	if err != nil {
-		sched.Close(context.Background())
-		wasmDrv.Close(context.Background())
 		return fmt.Errorf("async queue: %w", err)
 	}
+	closers = append(closers, closer{"the async queue", aq.Close})
 
 	// Triggers (cron, subjects, streams, buckets, the event bus, http
 	// routes) deliver through the async queue; they follow the registry's
 	// KV bucket for deploys and deletes.
 	trg, err = newTriggers(ctx, st, aq, reg, log)
 	if err != nil {
-		aq.Close(context.Background())
-		sched.Close(context.Background())
-		wasmDrv.Close(context.Background())
 		return err
 	}
+	closers = append(closers, closer{"triggers", trg.Close})
 
 	var ready atomic.Bool
 	gw = gateway.New(gateway.Config{
@@ -189,9 +213,6 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		aq.Close(context.Background())
-		sched.Close(context.Background())
-		wasmDrv.Close(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
@@ -234,23 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("drain incomplete; closing connections", "err", err)
 		srv.Close()
 	}
-	if err := trg.Close(dctx); err != nil {
-		log.Warn("stopping triggers", "err", err)
-	}
-	if err := aq.Close(dctx); err != nil {
-		log.Warn("stopping the async queue", "err", err)
-	}
-	if err := sched.Close(dctx); err != nil {
-		log.Warn("stopping instances", "err", err)
-	}
-	if err := wasmDrv.Close(dctx); err != nil {
-		log.Warn("closing wasm driver", "err", err)
-	}
-	for _, d := range drivers {
-		if c, ok := d.(interface{ Close(context.Context) error }); ok && d != driver.Driver(wasmDrv) {
-			c.Close(dctx)
-		}
-	}
+	stopAll(dctx)
 	if err := st.Flush(dctx); err != nil {
 		log.Warn("flushing records", "err", err)
 	}
