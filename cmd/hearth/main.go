@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/hearthdev/hearth/internal/bench"
 	"github.com/hearthdev/hearth/internal/cli"
 	"github.com/hearthdev/hearth/internal/driver/sandbox"
 )
@@ -19,6 +20,7 @@ func main() {
 	// When this process was started as a sandbox's init (PID 1 inside the
 	// sandbox's namespaces), it runs that and never returns.
 	sandbox.MaybeRunInit()
+	bench.MaybeRunLoad()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -12,8 +12,13 @@
 //     window the repeated message is stored but skipped by the worker,
 //     because the id's status is already final.
 //   - KV bucket hearth_invocations (TTL 7 days), key: invocation id, value:
-//     the JSON api.InvocationStatus. Written when an attempt starts and ends;
-//     an invocation without a record that is still in the stream is queued.
+//     the JSON api.InvocationStatus. Written when an attempt ends, and when
+//     an attempt of a redelivered message starts; the first attempt of a
+//     message delivered for the first time keeps its "running" record in
+//     the memory of the process running it, so a plain successful async
+//     invocation costs one status write. Status answers from that memory,
+//     then the bucket; an invocation without a record that is still in the
+//     stream is queued.
 //   - Stream HEARTH_DLQ (limits retention, 14 days), subject
 //     dlq.<function>.<id>: invocations that failed for good, with the
 //     original request, their attempts and last error.
@@ -25,9 +30,14 @@
 // pulling one message when it is free, so no message waits in a client
 // buffer while its ack timer runs. While an attempt runs, the message is
 // kept in progress every AckWait/3, so a job longer than the ack-wait is not
-// delivered again. Before running, a worker reads the status record: a final
-// status means the invocation finished before a crash took the ack, and the
-// message is acked without running it again. A failure (an error, a timeout,
+// delivered again. Before running a redelivered message, or one whose id
+// may have a history (an idempotency key, a replay), a worker reads the
+// status record: a final status means the invocation finished before a
+// crash took the ack, and the message is acked without running it again. A
+// message delivered for the first time with a fresh random id has no
+// record, so that read is skipped; if its attempt is cut short by a crash,
+// the redelivery finds no record and counts the deliveries that came before
+// it as attempts. A failure (an error, a timeout,
 // HTTP 5xx or 429) is retried with exponential backoff (NakWithDelay) per the
 // function's manifest.Retry; one that has used its attempts, or whose next
 // attempt would start past its max age, is written to the dead-letter
@@ -57,6 +67,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/driver"
 	"github.com/hearthdev/hearth/internal/manifest"
 )
@@ -164,7 +175,9 @@ type Queue struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	running map[string]bool // ids with an attempt running in this process
+	// running holds the ids with an attempt running in this process, and
+	// the status record of the attempt once it has started (nil before).
+	running map[string]*api.InvocationStatus
 }
 
 // New creates (or updates) the stream, bucket and consumer. Enqueue works at
@@ -193,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 		log:         cfg.Logger,
 		js:          cfg.JS,
 		maxPayload:  cfg.JS.Conn().MaxPayload(),
-		running:     make(map[string]bool),
+		running:     make(map[string]*api.InvocationStatus),
 		callbackSem: make(chan struct{}, 64),
 	}
 	q.fetchCtx, q.stopFetch = context.WithCancel(context.Background())

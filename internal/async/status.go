@@ -18,6 +18,9 @@ func (q *Queue) Status(ctx context.Context, id string) (api.InvocationStatus, er
 	if !validID(id) {
 		return api.InvocationStatus{}, ErrNotFound
 	}
+	if rec, ok := q.runningStatus(id); ok {
+		return rec, nil
+	}
 	rec, found, err := q.getStatus(ctx, id)
 	if err != nil {
 		return api.InvocationStatus{}, err
@@ -29,6 +32,11 @@ func (q *Queue) Status(ctx context.Context, id string) (api.InvocationStatus, er
 	raw, err := q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// It may have finished since the first look: a message
+			// leaves the stream only after its final record is stored.
+			if rec, found, err := q.getStatus(ctx, id); err != nil || found {
+				return rec, err
+			}
 			return api.InvocationStatus{}, ErrNotFound
 		}
 		return api.InvocationStatus{}, fmt.Errorf("async: looking up %s: %w", id, err)

@@ -73,11 +73,26 @@ func (q *Queue) handle(msg jetstream.Msg) {
 	}
 	defer q.release(env.ID)
 
-	rec, found, err := q.getStatus(ctx, env.ID)
+	// A message delivered for the first time under a fresh random id has
+	// no status record: nothing can have written one. Anything else may.
+	meta, err := msg.Metadata()
 	if err != nil {
-		q.log.Warn("async: reading status; will retry", "id", env.ID, "err", err)
+		q.log.Error("async: message without metadata", "id", env.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
+	}
+	fresh := meta.NumDelivered == 1 && env.Series == 0 && msg.Headers().Get(jetstream.MsgIDHeader) == ""
+	var (
+		rec   api.InvocationStatus
+		found bool
+	)
+	if !fresh {
+		rec, found, err = q.getStatus(ctx, env.ID)
+		if err != nil {
+			q.log.Warn("async: reading status; will retry", "id", env.ID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 	}
 	attempts := 0
 	if found {
@@ -98,6 +113,11 @@ func (q *Queue) handle(msg jetstream.Msg) {
 		case rec.Replays == env.Series:
 			attempts = rec.Attempts
 		}
+	} else if meta.NumDelivered > 1 {
+		// Delivered before without leaving a record: those deliveries'
+		// attempts were cut short by a crash (first attempts keep their
+		// running record in memory only).
+		attempts = int(meta.NumDelivered - 1)
 	}
 	now := q.cfg.Now()
 	j.rec = api.InvocationStatus{
@@ -136,11 +156,16 @@ func (q *Queue) handle(msg jetstream.Msg) {
 
 	j.rec.Attempts = attempts + 1
 	j.rec.StartedAt = now.UTC()
-	if err := q.putStatus(ctx, &j.rec); err != nil {
-		q.log.Warn("async: storing status; will retry", "id", env.ID, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
+	if !fresh {
+		// A redelivery: store the attempt, so that a crash loop uses up
+		// the attempts.
+		if err := q.putStatus(ctx, &j.rec); err != nil {
+			q.log.Warn("async: storing status; will retry", "id", env.ID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 	}
+	q.setRunning(&j.rec)
 
 	resp, err := q.run(ctx, j)
 	// Bookkeeping after the attempt must not be cut short by shutdown.
@@ -303,11 +328,30 @@ func (q *Queue) putStatusQuiet(rec *api.InvocationStatus) {
 func (q *Queue) claim(id string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.running[id] {
+	if _, ok := q.running[id]; ok {
 		return false
 	}
-	q.running[id] = true
+	q.running[id] = nil
 	return true
+}
+
+// setRunning keeps a copy of the record of an attempt that started, for
+// Status.
+func (q *Queue) setRunning(rec *api.InvocationStatus) {
+	cp := *rec
+	q.mu.Lock()
+	q.running[rec.ID] = &cp
+	q.mu.Unlock()
+}
+
+// runningStatus returns the record of an attempt running in this process.
+func (q *Queue) runningStatus(id string) (api.InvocationStatus, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if rec := q.running[id]; rec != nil {
+		return *rec, true
+	}
+	return api.InvocationStatus{}, false
 }
 
 func (q *Queue) release(id string) {
