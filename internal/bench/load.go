@@ -230,6 +230,7 @@ func (l Load) runLean(ctx context.Context) Result {
 
 	ctx, cancel := context.WithTimeout(ctx, l.Duration)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	type worker struct {
 		lat    []time.Duration
 		status map[int]int
@@ -251,13 +252,6 @@ func (l Load) runLean(ctx context.Context) Result {
 					conn.Close()
 				}
 			}()
-			stop := context.AfterFunc(ctx, func() {
-				// Unblock a read in flight when the run ends.
-				if c := conn; c != nil {
-					c.SetDeadline(time.Now())
-				}
-			})
-			defer stop()
 			for ctx.Err() == nil {
 				if conn == nil {
 					c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
@@ -266,6 +260,8 @@ func (l Load) runLean(ctx context.Context) Result {
 						time.Sleep(time.Millisecond)
 						continue
 					}
+					// A read in flight when the run ends returns then.
+					c.SetDeadline(deadline)
 					conn, br = c, bufio.NewReaderSize(c, 16<<10)
 				}
 				t0 := time.Now()
@@ -273,8 +269,8 @@ func (l Load) runLean(ctx context.Context) Result {
 				if err != nil {
 					conn.Close()
 					conn = nil
-					if ctx.Err() != nil {
-						return
+					if ctx.Err() != nil || !time.Now().Before(deadline) {
+						return // the run ended mid-request
 					}
 					w.errs++
 					w.lat = append(w.lat, time.Since(t0))
