@@ -9,9 +9,11 @@ const (
 	TriggerError    = "error"    // cannot run; Error says why, retried in the background
 )
 
-// TriggerStatus is one trigger of a function and what it has done on this
-// node since it started (the counters start at zero with the process; a
-// cron trigger's last firing is durable).
+// TriggerStatus is one trigger of a function and what it has done since
+// it was added to the function. The counters and the last firing are
+// durable: they survive restarts (a kill -9 loses at most the last
+// second's counts) and carry over when a deploy changes the trigger; they
+// start at zero when the trigger is added (again).
 type TriggerStatus struct {
 	Function string `json:"function"`
 	Name     string `json:"name"`

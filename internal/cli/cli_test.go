@@ -34,6 +34,8 @@ type harness struct {
 	stdin     string
 	serverCfg *server.Config
 	benchCfg  *bench.Config
+	// natsURL, if set, makes the fake server report it and call Ready.
+	natsURL string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -51,6 +53,10 @@ func (h *harness) run(args ...string) (stdout, stderr string, err error) {
 		stderr:  &errOut,
 		runServer: func(ctx context.Context, cfg server.Config) error {
 			h.serverCfg = &cfg
+			if h.natsURL != "" {
+				cfg.NATSReady(h.natsURL)
+				cfg.Ready("127.0.0.1:8080")
+			}
 			return nil
 		},
 		runBench: func(ctx context.Context, cfg bench.Config) error {
@@ -569,8 +575,26 @@ func TestUp(t *testing.T) {
 	if _, _, err := h.run("up", "--data", "/tmp/x"); err != nil || h.serverCfg.DataDir != "/tmp/x" {
 		t.Errorf("up --data: %v, config %+v", err, h.serverCfg)
 	}
+	if h.serverCfg.NATSListen != "" {
+		t.Errorf("the NATS listener is on by default: %q", h.serverCfg.NATSListen)
+	}
 
-	_, _, err := h.run("up", "--log-level", "loud")
+	// --nats-listen: how to connect is printed at start-up.
+	if _, _, err := h.run("up", "--data", "/tmp/x", "--nats-listen", "127.0.0.1:4222"); err != nil || h.serverCfg.NATSListen != "127.0.0.1:4222" {
+		t.Fatalf("up --nats-listen: %v, config %+v", err, h.serverCfg)
+	}
+	h.natsURL = "nats://127.0.0.1:4222"
+	out, _, err := h.run("up", "--data", "/tmp/x", "--nats-listen", "127.0.0.1:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"hearth is up at http://127.0.0.1:8080", "nats: nats://127.0.0.1:4222 (token: /tmp/x/nats.token)", `nats -s "nats://$(cat /tmp/x/nats.token)@127.0.0.1:4222" pub`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up --nats-listen printed\n%s\nwithout %q", out, want)
+		}
+	}
+
+	_, _, err = h.run("up", "--log-level", "loud")
 	if err == nil || !strings.Contains(err.Error(), "use debug, info, warn or error") {
 		t.Errorf("bad --log-level: err = %v", err)
 	}

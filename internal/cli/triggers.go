@@ -23,7 +23,14 @@ func (a *app) triggersCommand() *cobra.Command {
 		Short: "List the triggers of deployed functions",
 		Long: `Triggers are declared in a function's hearth.yaml (triggers:) and start and stop
 with its deploys. ` + "`hearth triggers ls [NAME]`" + ` shows each trigger's state, what it
-listens to, how many events it fired and its last firing.`,
+listens to, how many events it fired, how their invocations ended and its last
+firing; the counts survive restarts.
+
+Subject and stream triggers without a url listen on the node's embedded NATS.
+Programs outside Hearth can publish there when the node runs with
+` + "`hearth up --nats-listen ADDR`" + `, authenticating with the token in the data
+directory's nats.token (e.g. nats -s "nats://TOKEN@ADDR" pub SUBJECT DATA).
+A function publishes an event by answering with the header X-Hearth-Emit: TOPIC.`,
 	}
 	ls := &cobra.Command{
 		Use:     "ls [NAME]",

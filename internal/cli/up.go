@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +21,7 @@ func (a *app) upCommand() *cobra.Command {
 		listen, data, logLevel string
 		demo                   bool
 		sandboxPool            int
-		keepAlive              string
+		keepAlive, natsListen  string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -28,7 +29,15 @@ func (a *app) upCommand() *cobra.Command {
 		Long: `Run the gateway, scheduler, isolation drivers and the embedded NATS server
 in this process until interrupted. All state lives in the data directory, so
 running up again on the same directory keeps functions, logs and usage.
-SIGINT or SIGTERM drains in-flight invocations and exits.`,
+SIGINT or SIGTERM drains in-flight invocations and exits.
+
+The embedded NATS server takes only in-process connections unless
+--nats-listen is given: then programs outside Hearth can publish to the
+subjects that subject and stream triggers listen to, authenticating with the
+token in DATA/` + server.NATSTokenFile + ` (created on first use, mode 0600) as a NATS
+token (nats://TOKEN@HOST:PORT) or as the password of any user. The token
+allows publishing and subscribing on user subjects only: not the JetStream
+API, the KV and object stores, or Hearth's own subjects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var level slog.Level
@@ -43,6 +52,7 @@ SIGINT or SIGTERM drains in-flight invocations and exits.`,
 				data = d
 			}
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			natsURL := ""
 			return a.runServer(cmd.Context(), server.Config{
 				Listen:      listen,
 				DataDir:     data,
@@ -51,9 +61,16 @@ SIGINT or SIGTERM drains in-flight invocations and exits.`,
 				Stdout:      a.stdout,
 				SandboxPool: sandboxPool,
 				KeepAlive:   keepAlive,
+				NATSListen:  natsListen,
+				NATSReady:   func(url string) { natsURL = url },
 				Ready: func(addr string) {
 					fmt.Fprintf(a.stdout, "hearth is up at http://%s\n  data: %s\n  key:  %s\n",
 						addr, data, filepath.Join(data, KeyFile))
+					if natsURL != "" {
+						tok := filepath.Join(data, server.NATSTokenFile)
+						fmt.Fprintf(a.stdout, "  nats: %s (token: %s)\n        e.g. nats -s \"%s\" pub SUBJECT DATA\n",
+							natsURL, tok, strings.Replace(natsURL, "nats://", "nats://$(cat "+tok+")@", 1))
+					}
 				},
 			})
 		},
@@ -65,6 +82,7 @@ SIGINT or SIGTERM drains in-flight invocations and exits.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&sandboxPool, "sandbox-pool", 2, "pre-built empty sandboxes kept ready for cold starts of any sandbox function (0: none)")
 	f.StringVar(&keepAlive, "keepalive", "hearth", "default keep-alive policy for idle instances: hearth, hybrid or fixed-<duration>")
+	f.StringVar(&natsListen, "nats-listen", "", "also accept outside NATS clients on this address (e.g. 127.0.0.1:4222), authenticated by the token in DATA/"+server.NATSTokenFile+"; off by default")
 	return cmd
 }
 

@@ -158,7 +158,8 @@ func TestAsyncRoutes(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &acc); err != nil || acc.ID == "" || w.Header().Get("X-Hearth-Invocation-Id") != acc.ID || w.Header().Get("Location") != "/v1/invocations/"+acc.ID {
 		t.Fatalf("202 body %q headers %v: %v", w.Body, w.Header(), err)
 	}
-	w = do(t, gw, "GET", "/v1/invocations/"+acc.ID, "")
+	okID := acc.ID
+	w = do(t, gw, "GET", "/v1/invocations/"+okID, "")
 	var st api.InvocationStatus
 	if json.Unmarshal(w.Body.Bytes(), &st); w.Code != 200 || st.Status != api.StatusQueued || st.Function != "ok" {
 		t.Errorf("queued status: %d %s", w.Code, w.Body)
@@ -178,7 +179,7 @@ func TestAsyncRoutes(t *testing.T) {
 	q.Start()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		w = do(t, gw, "GET", "/v1/invocations/"+st.ID, "")
+		w = do(t, gw, "GET", "/v1/invocations/"+okID, "")
 		st = api.InvocationStatus{}
 		json.Unmarshal(w.Body.Bytes(), &st)
 		if st.Status == api.StatusSucceeded {

@@ -71,6 +71,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Metrics.LogsDropped.Add(float64(stderr.Dropped))
 	}
 	dur := time.Since(start)
+	g.afterInvoke(r.Context(), name, req, resp, err) // triggers.go: http trigger counters, X-Hearth-Emit
 
 	h := w.Header()
 	h.Set("X-Hearth-Invocation-Id", id)

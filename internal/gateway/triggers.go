@@ -8,24 +8,49 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/driver"
 	"github.com/hearthdev/hearth/internal/events"
 	"github.com/hearthdev/hearth/internal/manifest"
 	"github.com/hearthdev/hearth/internal/trigger"
 )
 
 // Triggers is the trigger manager as the gateway uses it
-// (*trigger.Manager): trigger status, the event bus, buckets and the http
-// trigger routes.
+// (*trigger.Manager): trigger status, the event bus, buckets, the http
+// trigger routes, and what follows a synchronous invocation (http trigger
+// counters, X-Hearth-Emit).
 type Triggers interface {
 	List(function string) []api.TriggerStatus
 	Publish(ctx context.Context, topic string, e *events.Event) (api.EventAccepted, error)
 	Serve(w http.ResponseWriter, r *http.Request, invoke trigger.InvokeFunc) bool
 	Buckets() *trigger.Buckets
+	AfterSync(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, err error)
 }
 
 var _ Triggers = (*trigger.Manager)(nil)
+
+// emitTimeout bounds publishing the event a synchronous invocation's
+// response asks for.
+const emitTimeout = 10 * time.Second
+
+// afterInvoke hands a finished synchronous invocation to the trigger
+// manager, which counts http trigger firings and publishes the event of an
+// X-Hearth-Emit response header (rewriting the response's headers). The
+// event is published even if the caller went away: the function did its
+// work.
+func (g *Gateway) afterInvoke(ctx context.Context, name string, req *driver.Request, resp *driver.Response, err error) {
+	if g.cfg.Triggers == nil {
+		return
+	}
+	if req.Header.Get(trigger.HeaderTrigger) == "" && (resp == nil || resp.Header.Get(trigger.HeaderEmit) == "") {
+		return // the common case: nothing to count or publish
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), emitTimeout)
+	defer cancel()
+	g.cfg.Triggers.AfterSync(ctx, name, req, resp, err)
+}
 
 // Limits of the trigger routes.
 const (

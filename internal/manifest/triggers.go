@@ -555,5 +555,6 @@ func reservedSubject(s string) bool {
 	case "*", ">", "async", "dlq", "logs", "inv", "events":
 		return true
 	}
-	return strings.HasPrefix(s, "$") || strings.HasPrefix(s, "_INBOX")
+	// _HEARTH_INBOX: the replies to Hearth's own requests (store.InboxPrefix).
+	return strings.HasPrefix(s, "$") || strings.HasPrefix(s, "_INBOX") || strings.HasPrefix(s, "_HEARTH_INBOX")
 }

@@ -77,6 +77,7 @@ func TestTriggersBad(t *testing.T) {
 		{"subject bad wildcard", "triggers: [{type: subject, subject: 'a.>.b'}]", "triggers[0].subject", "last token"},
 		{"subject empty token", "triggers: [{type: subject, subject: 'a..b'}]", "triggers[0].subject", "empty token"},
 		{"subject reserved", "triggers: [{type: subject, subject: 'async.>'}]", "triggers[0].subject", "reserved"},
+		{"subject Hearth's inbox", "triggers: [{type: subject, subject: '_HEARTH_INBOX.>'}]", "triggers[0].subject", "reserved"},
 		{"subject bad url", "triggers: [{type: subject, subject: a, url: 'http://x'}]", "triggers[0].url", "not a NATS server URL"},
 		{"stream missing", "triggers: [{type: stream}]", "triggers[0].stream", "is required"},
 		{"stream hearth", "triggers: [{type: stream, stream: HEARTH_ASYNC}]", "triggers[0].stream", "Hearth's own"},

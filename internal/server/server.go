@@ -55,10 +55,22 @@ type Config struct {
 	// KeepAlive is the default keep-alive policy (see internal/keepalive);
 	// functions may name their own. Default "hearth".
 	KeepAlive string
+	// NATSListen, if set, makes the embedded NATS server accept outside
+	// clients on this address (host:port), authenticated by the token in
+	// NATSTokenFile; empty keeps it in-process only.
+	NATSListen string
+	// NATSReady, if set, is called with the NATS URL outside clients use
+	// (without the token) once they are let in, before Ready.
+	NATSReady func(url string)
 }
 
-// KeyFile is the admin key's file name inside the data directory.
-const KeyFile = "admin.key"
+// Files in the data directory.
+const (
+	// KeyFile holds the admin API key.
+	KeyFile = "admin.key"
+	// NATSTokenFile holds the token of outside NATS clients (--nats-listen).
+	NATSTokenFile = "nats.token"
+)
 
 // Run runs a node until ctx is done, then drains in-flight invocations,
 // stops every instance and returns nil.
@@ -85,8 +97,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	stOpts := store.Options{Dir: cfg.DataDir, Logger: log.With("component", "store")}
+	if cfg.NATSListen != "" {
+		// A credential of its own, not the admin key: it only publishes
+		// and subscribes (see internal/store/listen.go), so it can be
+		// handed to producers without giving them the API.
+		tok, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, NATSTokenFile), "nt_", "NATS token")
+		if err != nil {
+			return err
+		}
+		stOpts.Listen, stOpts.ListenToken = cfg.NATSListen, tok
+	}
 
-	st, err := store.Open(ctx, store.Options{Dir: cfg.DataDir, Logger: log.With("component", "store")})
+	st, err := store.Open(ctx, stOpts)
 	if err != nil {
 		return fmt.Errorf("opening store: %w", err)
 	}
@@ -187,6 +210,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("async queue: %w", err)
 	}
+	// Stopped after the queue drained: the results of its last attempts
+	// count in the triggers' durable counters.
+	closers = append(closers, closer{"trigger counters", func(ctx context.Context) error {
+		if trg == nil {
+			return nil
+		}
+		return trg.Flush(ctx)
+	}})
 	closers = append(closers, closer{"the async queue", aq.Close})
 
 	// Triggers (cron, subjects, streams, buckets, the event bus, http
@@ -227,9 +258,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := trg.Start(ctx); err != nil {
 		log.Error("starting triggers", "err", err)
 	}
+	// Outside NATS clients are let in once every subsystem has created
+	// its streams, whose subjects they may not touch.
+	if err := st.AcceptClients(ctx); err != nil {
+		return fmt.Errorf("nats listener: %w", err)
+	}
 	addr := ln.Addr().String()
 	ready.Store(true)
-	log.Info("hearth is up", "addr", "http://"+addr, "data", cfg.DataDir, "functions", len(fns.Names()))
+	upArgs := []any{"addr", "http://" + addr, "data", cfg.DataDir, "functions", len(fns.Names())}
+	if u := st.ClientURL(); u != "" {
+		upArgs = append(upArgs, "nats", u, "nats_token", filepath.Join(cfg.DataDir, NATSTokenFile))
+	}
+	log.Info("hearth is up", upArgs...)
 
 	if cfg.Demo {
 		available := func(iso string) bool { _, ok := drivers[iso]; return ok }
@@ -237,6 +277,9 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Error("demo", "err", err)
 			fmt.Fprintf(cfg.Stdout, "demo: %v\n", err)
 		}
+	}
+	if u := st.ClientURL(); u != "" && cfg.NATSReady != nil {
+		cfg.NATSReady(u)
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(addr)
@@ -288,30 +331,36 @@ func (r records) Logs(ctx context.Context, q gateway.LogQuery, fn func(api.LogEn
 // LoadOrCreateKey reads the admin key, creating a random one (mode 0600)
 // on first start.
 func LoadOrCreateKey(path string) (string, error) {
+	return loadOrCreateSecret(path, "hk_", "admin key")
+}
+
+// loadOrCreateSecret reads a secret from path, creating a random one with
+// the given prefix (mode 0600) if the file does not exist.
+func loadOrCreateSecret(path, prefix, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		k := strings.TrimSpace(string(b))
 		if k == "" {
-			return "", fmt.Errorf("admin key file %s is empty; delete it to create a new key", path)
+			return "", fmt.Errorf("%s file %s is empty; delete it to create a new one", what, path)
 		}
 		return k, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("reading admin key: %w", err)
+		return "", fmt.Errorf("reading %s: %w", what, err)
 	}
 	var raw [24]byte
 	rand.Read(raw[:])
-	k := "hk_" + hex.EncodeToString(raw[:])
+	k := prefix + hex.EncodeToString(raw[:])
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return LoadOrCreateKey(path)
+			return loadOrCreateSecret(path, prefix, what)
 		}
-		return "", fmt.Errorf("creating admin key: %w", err)
+		return "", fmt.Errorf("creating %s: %w", what, err)
 	}
 	if _, err := f.WriteString(k + "\n"); err != nil {
 		f.Close()
-		return "", fmt.Errorf("writing admin key: %w", err)
+		return "", fmt.Errorf("writing %s: %w", what, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -10,9 +10,11 @@
 //     HEARTH_INVOCATIONS (subject inv.<function>).
 //
 // By default Open embeds a NATS server with JetStream that keeps its files
-// under Options.Dir and accepts only in-process connections. Setting
-// Options.URL connects to an external NATS deployment instead; nothing else
-// in the package depends on which of the two it is.
+// under Options.Dir and accepts only in-process connections; with
+// Options.Listen it also accepts authenticated outside clients with
+// restricted permissions (listen.go). Setting Options.URL connects to an
+// external NATS deployment instead; nothing else in the package depends on
+// which of the two it is.
 //
 // Durability: every write is acknowledged only after the server has written
 // it to its files (JetStream's default flush-in-place for single-replica
@@ -27,8 +29,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,8 +87,14 @@ type Options struct {
 	// Required unless URL is set.
 	Dir string
 	// URL, if set, connects to this external NATS server instead of
-	// embedding one. Dir and the sync settings are then ignored.
+	// embedding one. Dir, the sync settings and Listen are then ignored.
 	URL string
+	// Listen, if set, makes the embedded server accept outside NATS
+	// clients on this TCP address (host:port; port 0 picks a free port).
+	// They authenticate with ListenToken, which is then required, and are
+	// let in once AcceptClients is called (see listen.go).
+	Listen      string
+	ListenToken string
 	// Logger receives the store's and the embedded server's messages.
 	// Nil discards them.
 	Logger *slog.Logger
@@ -107,11 +117,12 @@ type Options struct {
 // Store is an open connection to Hearth's state. Its methods are safe for
 // concurrent use.
 type Store struct {
-	log *slog.Logger
-	srv *server.Server // nil when connected to an external NATS
-	nc  *nats.Conn
-	js  jetstream.JetStream // registry, queries
-	hot jetstream.JetStream // async publishes of logs and invocation records
+	log  *slog.Logger
+	srv  *server.Server // nil when connected to an external NATS
+	auth *authenticator // nil unless the embedded server listens
+	nc   *nats.Conn
+	js   jetstream.JetStream // registry, queries
+	hot  jetstream.JetStream // async publishes of logs and invocation records
 
 	kv   jetstream.KeyValue
 	obj  jetstream.ObjectStore
@@ -177,12 +188,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if opts.Dir == "" {
 			return nil, errors.New("store: Options.Dir or Options.URL is required")
 		}
-		srv, err := startServer(opts, log)
+		if opts.Listen != "" {
+			if opts.ListenToken == "" {
+				return nil, errors.New("store: Options.ListenToken is required with Options.Listen")
+			}
+			s.auth = newAuthenticator(opts.ListenToken)
+			connOpts = append(connOpts, nats.Token(s.auth.internal))
+		}
+		srv, err := startServer(opts, s.auth, log)
 		if err != nil {
 			return nil, err
 		}
 		s.srv = srv
-		nc, err := nats.Connect("", append(connOpts, nats.InProcessServer(srv))...)
+		connOpts = append(connOpts, nats.CustomInboxPrefix(InboxPrefix), nats.InProcessServer(srv))
+		nc, err := nats.Connect("", connOpts...)
 		if err != nil {
 			srv.Shutdown()
 			srv.WaitForShutdown()
@@ -200,7 +219,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func startServer(opts Options, log *slog.Logger) (*server.Server, error) {
+func startServer(opts Options, auth *authenticator, log *slog.Logger) (*server.Server, error) {
 	dir := filepath.Join(opts.Dir, "nats")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -219,6 +238,23 @@ func startServer(opts Options, log *slog.Logger) (*server.Server, error) {
 		SyncInterval: interval,
 		SyncAlways:   opts.SyncAlways,
 	}
+	if auth != nil {
+		host, port, err := listenAddr(opts.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if port != server.RANDOM_PORT {
+			// The server would only log a busy port and never be ready.
+			ln, err := net.Listen("tcp", opts.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("store: nats listener: %w", err)
+			}
+			ln.Close()
+		}
+		sopts.DontListen = false
+		sopts.Host, sopts.Port = host, port
+		sopts.CustomClientAuthentication = auth
+	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded nats: %w", err)
@@ -229,6 +265,9 @@ func startServer(opts Options, log *slog.Logger) (*server.Server, error) {
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		if auth != nil {
+			return nil, fmt.Errorf("store: embedded nats in %s did not start; is %s free?", dir, opts.Listen)
+		}
 		return nil, fmt.Errorf("store: embedded nats in %s did not start", dir)
 	}
 	return srv, nil
@@ -389,14 +428,23 @@ func validName(name string) bool {
 }
 
 // serverLogger bridges the embedded server's logger to slog: notices and
-// debug lines at Debug, warnings at Warn, errors at Error.
+// debug lines at Debug, warnings at Warn, errors at Error — except what
+// outside clients did wrong (a bad token, a denied subject), which is
+// their error, not the server's: Warn.
 type serverLogger struct{ log *slog.Logger }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "authentication error") || strings.Contains(msg, " Violation - ") {
+		l.log.Warn(msg)
+		return
+	}
+	l.log.Error(msg)
+}
+func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 var _ server.Logger = serverLogger{}

@@ -87,11 +87,11 @@ func (r *runner) runCron(ctx context.Context) error {
 			return err
 		}
 	}
-	if !st.LastFiredAt.IsZero() {
-		r.mu.Lock()
+	r.mu.Lock()
+	if st.LastFiredAt.After(r.lastFired) {
 		r.lastFired, r.lastInv = st.LastFiredAt, st.LastInvocation
-		r.mu.Unlock()
 	}
+	r.mu.Unlock()
 	r.setState(api.TriggerRunning, "")
 	for {
 		now := r.m.cfg.Now()

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/hearthdev/hearth/internal/driver"
 	"github.com/hearthdev/hearth/internal/events"
+	"github.com/hearthdev/hearth/internal/manifest"
 )
 
 // hopsExtension is the CloudEvents extension attribute that counts how
@@ -21,38 +23,24 @@ const hopsExtension = "hearthhops"
 // nanoseconds); the trigger delay metric counts from it.
 const HeaderFiredAt = "X-Hearth-Fired-At"
 
+// Headers Hearth puts on a response that carried X-Hearth-Emit, in place
+// of it: the id of the event published, or why none was.
+const (
+	HeaderEventID   = "X-Hearth-Event-Id"
+	HeaderEmitError = "X-Hearth-Emit-Error"
+)
+
 // AfterInvoke is called by the asynchronous queue's invoke function after
 // every attempt (before the result is recorded). For a triggered
-// invocation it counts the attempt's result in the trigger's metrics. For
-// any asynchronous invocation that succeeded (status < 300) whose response
-// carries the X-Hearth-Emit: <topic> header, it publishes an event on the
-// bus: the response body, or, if the response is itself a structured
-// CloudEvent (Content-Type: application/cloudevents+json), that event. The
-// emitted event's id is derived from the invocation id, so a retried
-// invocation does not emit twice within the bus's duplicate window.
-//
-// This is how functions publish events back without network access or a
-// key: it works for every isolation tier and contract.
+// invocation it counts the attempt's result in the trigger's counters and
+// metrics. For any asynchronous invocation it handles X-Hearth-Emit (see
+// emitFrom), so the stored response shows what happened to the event.
 func (m *Manager) AfterInvoke(ctx context.Context, fn string, req *driver.Request, started time.Time, resp *driver.Response, err error) {
-	failed := err != nil || resp == nil || resp.Status >= 500 || resp.Status == http.StatusTooManyRequests
 	if name := req.Header.Get(HeaderTrigger); name != "" {
-		if r := m.runner(fn, name); r != nil {
-			if failed {
-				r.failed.Add(1)
-				r.cFailed.Inc()
-				msg := "no response"
-				if err != nil {
-					msg = err.Error()
-				} else if resp != nil {
-					msg = fmt.Sprintf("function answered HTTP %d", resp.Status)
-				}
-				r.mu.Lock()
-				r.lastErr = msg
-				r.mu.Unlock()
-			} else {
-				r.succeeded.Add(1)
-				r.cSucceeded.Inc()
-			}
+		// http triggers run synchronously (AfterSync); a request that
+		// names one here is not its firing.
+		if r := m.runner(fn, name); r != nil && r.t.Type != manifest.TriggerHTTP {
+			r.result(failedResult(resp, err))
 			if req.Header.Get("X-Hearth-Attempt") == "1" {
 				if t, perr := time.Parse(time.RFC3339Nano, req.Header.Get(HeaderFiredAt)); perr == nil {
 					m.met.delay.WithLabelValues(r.t.Type).Observe(started.Sub(t).Seconds())
@@ -60,31 +48,92 @@ func (m *Manager) AfterInvoke(ctx context.Context, fn string, req *driver.Reques
 			}
 		}
 	}
-	if err != nil || resp == nil || resp.Status >= 300 {
+	m.emitFrom(ctx, fn, req, resp, err)
+}
+
+// AfterSync is called by the gateway after every synchronous invocation
+// (/fn/{name}/... and the routes of http triggers), before the response
+// is written. For an http trigger's route it counts the firing and its
+// result. For any invocation it handles X-Hearth-Emit (see emitFrom)
+// before the caller sees the response, so a caller that got the response
+// of a function that emitted an event knows the event is stored.
+func (m *Manager) AfterSync(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, err error) {
+	if name := req.Header.Get(HeaderTrigger); name != "" && req.Header.Get(HeaderTriggerType) == manifest.TriggerHTTP {
+		if r := m.runner(fn, name); r != nil && r.t.Type == manifest.TriggerHTTP {
+			r.fired.Add(1)
+			r.cFired.Inc()
+			r.markFired(req.ID)
+			r.result(failedResult(resp, err))
+		}
+	}
+	m.emitFrom(ctx, fn, req, resp, err)
+}
+
+// failedResult says whether an attempt failed, and why.
+func failedResult(resp *driver.Response, err error) (bool, string) {
+	switch {
+	case err != nil:
+		return true, err.Error()
+	case resp == nil:
+		return true, "no response"
+	case resp.Status >= 500 || resp.Status == http.StatusTooManyRequests:
+		return true, fmt.Sprintf("function answered HTTP %d", resp.Status)
+	}
+	return false, ""
+}
+
+// emitFrom publishes the event a function's response asks for with
+// X-Hearth-Emit: <topic>, if the invocation succeeded (status < 300): the
+// response body as the data of a new event (source /functions/<name>, type
+// the topic, id the invocation id, so a retried invocation does not emit
+// twice within the bus's duplicate window), or, if the response is itself
+// a CloudEvent (structured, or binary ce-* headers), that event. It
+// rewrites the response's headers: X-Hearth-Emit is removed, and
+// X-Hearth-Event-Id (the event's id) or X-Hearth-Emit-Error (why nothing
+// was published: a failed invocation, a topic nobody subscribes to, a
+// malformed event, a chain of emitted events too long) is added.
+//
+// This is how functions publish events back without network access or a
+// key: it works for every isolation tier and contract, synchronous or not.
+func (m *Manager) emitFrom(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, err error) {
+	if resp == nil || resp.Header == nil {
 		return
 	}
 	topic := resp.Header.Get(HeaderEmit)
 	if topic == "" {
 		return
 	}
-	if err := m.emit(ctx, fn, req, resp, topic); err != nil {
-		m.log.Warn("trigger: event not emitted", "function", fn, "invocation", req.ID, "topic", topic, "err", err)
-		if r := m.runner(fn, req.Header.Get(HeaderTrigger)); r != nil {
-			r.mu.Lock()
-			r.lastErr = "emitting an event: " + err.Error()
-			r.mu.Unlock()
-		}
+	resp.Header.Del(HeaderEmit)
+	switch {
+	case err != nil:
+		// The failure itself is what gets reported.
+		resp.Header.Set(HeaderEmitError, "not emitted: the invocation failed")
+		return
+	case resp.Status >= 300:
+		resp.Header.Set(HeaderEmitError, fmt.Sprintf("not emitted: the function answered HTTP %d", resp.Status))
+		return
+	}
+	id, err := m.emit(ctx, fn, req, resp, topic)
+	if err == nil {
+		resp.Header.Set(HeaderEventID, id)
+		return
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ") // one header line
+	resp.Header.Set(HeaderEmitError, msg)
+	m.log.Warn("trigger: event not emitted", "function", fn, "invocation", req.ID, "topic", topic, "err", msg)
+	if r := m.runner(fn, req.Header.Get(HeaderTrigger)); r != nil {
+		r.setLastErr("emitting an event: " + msg)
 	}
 }
 
-func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, topic string) error {
+func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, topic string) (string, error) {
 	hops, _ := strconv.Atoi(req.Header.Get(HeaderEventHops))
 	if hops >= MaxHops {
-		return fmt.Errorf("dropped: it would be the %d-th event in a chain of emitted events (limit %d)", hops+1, MaxHops)
+		return "", fmt.Errorf("dropped: it would be the %d-th event in a chain of emitted events (limit %d)", hops+1, MaxHops)
 	}
 	e, err := events.Parse(resp.Header, resp.Body)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if e == nil {
 		ev := events.New("/functions/"+fn, topic)
@@ -93,8 +142,8 @@ func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp
 		e = &ev
 	}
 	e.SetExtension(hopsExtension, hops+1)
-	_, err = m.Publish(ctx, topic, e)
-	return err
+	acc, err := m.Publish(ctx, topic, e)
+	return acc.ID, err
 }
 
 // eventHops reads the hops extension of an event.

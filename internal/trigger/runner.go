@@ -35,6 +35,11 @@ type runner struct {
 
 	fired, succeeded, failed, dropped atomic.Uint64
 	lag                               atomic.Int64
+	dirty                             atomic.Bool // counters changed since the last flush (stats.go)
+
+	flushMu   sync.Mutex
+	loaded    bool // the stored counters were added (under flushMu)
+	forgotten bool // the state was removed: flush no more (under flushMu)
 
 	mu         sync.Mutex
 	state      string
@@ -120,6 +125,7 @@ func (r *runner) stop(forget bool) {
 	if !forget {
 		return
 	}
+	r.forget()
 	r.cleanupMu.Lock()
 	c := r.cleanup
 	r.cleanupMu.Unlock()
@@ -135,8 +141,11 @@ func (r *runner) stop(forget bool) {
 }
 
 // defaultCleanup removes what a trigger may have left without having run
-// in this process: its state key and its consumer.
+// in this process: its state keys and its consumer.
 func (r *runner) defaultCleanup(ctx context.Context) error {
+	if err := r.m.deleteState(ctx, r.statsKey()); err != nil {
+		return err
+	}
 	switch r.t.Type {
 	case manifest.TriggerCron:
 		return r.m.deleteState(ctx, r.key)
@@ -243,9 +252,7 @@ func describe(t manifest.Trigger) string {
 func (r *runner) drop(err error) {
 	r.dropped.Add(1)
 	r.cDropped.Inc()
-	r.mu.Lock()
-	r.lastErr = err.Error()
-	r.mu.Unlock()
+	r.setLastErr(err.Error())
 	r.m.log.Warn("trigger: event not delivered", "function", r.fn, "trigger", r.t.Name, "err", err)
 }
 
@@ -275,9 +282,36 @@ func (r *runner) fire(ctx context.Context, e *events.Event, key string, hops int
 		r.fired.Add(1)
 		r.cFired.Inc()
 	}
+	r.markFired(acc.ID)
+	return acc, nil
+}
+
+// markFired records the last firing.
+func (r *runner) markFired(invocation string) {
 	r.mu.Lock()
 	r.lastFired = r.m.cfg.Now().UTC()
-	r.lastInv = acc.ID
+	r.lastInv = invocation
 	r.mu.Unlock()
-	return acc, nil
+	r.touch()
+}
+
+func (r *runner) setLastErr(msg string) {
+	r.mu.Lock()
+	r.lastErr = msg
+	r.mu.Unlock()
+	r.touch()
+}
+
+// result counts the result of an attempt of an invocation the trigger
+// fired.
+func (r *runner) result(failed bool, msg string) {
+	if failed {
+		r.failed.Add(1)
+		r.cFailed.Inc()
+		r.setLastErr(msg)
+		return
+	}
+	r.succeeded.Add(1)
+	r.cSucceeded.Inc()
+	r.touch()
 }

@@ -12,7 +12,9 @@
 // the queue's worker like any invocation. wagi functions get the event in
 // structured mode as their body, http and lambda functions in binary mode.
 // The request also carries X-Hearth-Trigger (the trigger's name) and
-// X-Hearth-Trigger-Type.
+// X-Hearth-Trigger-Type. A function publishes an event back by answering
+// any invocation, synchronous or not, with X-Hearth-Emit: <topic>
+// (deliver.go).
 //
 // Every event is queued with an idempotency key derived from the event —
 // the cron tick's time, the stream sequence, the bucket's meta-message
@@ -28,6 +30,10 @@
 //
 //   - KV bucket hearth_triggers, key <function>.<trigger>: the last cron
 //     tick fired (and when, and its invocation id).
+//   - Same bucket, key <function>.<trigger>.stats: the trigger's counters
+//     (fired, succeeded, failed, dropped) and its last firing, written at
+//     most every second by a flusher and when the manager closes, so a
+//     kill -9 loses at most a second of counts (stats.go).
 //   - Durable consumers named hearth-<function>-<trigger> (unless the
 //     manifest names one) on the trigger's stream: HEARTH_EVENTS for event
 //     triggers, OBJ_hearth_bucket_<bucket> for bucket triggers, the user's
@@ -35,7 +41,9 @@
 //     after the trigger was first deployed.
 //
 // A trigger's durable state is removed when the trigger leaves the
-// function's manifest or the function is deleted.
+// function's manifest or the function is deleted — also while the node
+// was down: the state of triggers no function declares is removed once the
+// registry has been read at start.
 //
 // # Function changes
 //
@@ -124,6 +132,9 @@ type Config struct {
 	// PollInterval is how often lag, queue depth and DLQ size are
 	// refreshed. Default 2 s.
 	PollInterval time.Duration
+	// FlushInterval is how often changed trigger counters are written to
+	// the state bucket. Default 1 s.
+	FlushInterval time.Duration
 }
 
 // Manager runs the triggers of every deployed function. Its methods are
@@ -177,6 +188,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
 	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
 	m := &Manager{
 		cfg: cfg, log: cfg.Logger, js: cfg.JS,
 		fns:     make(map[string]*function),
@@ -191,7 +205,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m.state, err = cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
-		Description: "Hearth trigger state (last cron tick)",
+		Description: "Hearth trigger state (last cron tick, counters)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 	})
@@ -207,9 +221,9 @@ func (m *Manager) Buckets() *Buckets { return m.buckets }
 // Bus is the event bus.
 func (m *Manager) Bus() *events.Bus { return m.bus }
 
-// Start starts watching the functions (if Config.Functions is set) and the
-// metrics poller. It returns once the triggers of the functions deployed so
-// far have been started.
+// Start starts watching the functions (if Config.Functions is set), the
+// metrics poller and the counters' flusher. It returns once the triggers
+// of the functions deployed so far have been started.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started || m.closed {
@@ -218,10 +232,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.started = true
 	m.mu.Unlock()
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.poll()
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.flushLoop()
 	}()
 	if m.cfg.Functions == nil {
 		return nil
@@ -258,6 +276,11 @@ func (m *Manager) watch(w jetstream.KeyWatcher, initial chan struct{}) {
 				return
 			}
 			if e == nil {
+				// Every function deployed is synced: what state no
+				// trigger owns is stale.
+				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+				m.pruneState(ctx)
+				cancel()
 				once()
 				continue
 			}
@@ -297,13 +320,24 @@ func (m *Manager) Sync(fn string, man manifest.Manifest) {
 	keep := make(map[string]bool, len(man.Triggers))
 	for _, t := range man.Triggers {
 		keep[t.Name] = true
-		if r, ok := f.runners[t.Name]; ok {
-			if !protoChanged && reflect.DeepEqual(r.t, t) {
+		old, ok := f.runners[t.Name]
+		if ok {
+			if !protoChanged && reflect.DeepEqual(old.t, t) {
 				continue
 			}
-			r.stop(false)
+			old.stop(false)
 		}
 		r := m.newRunner(fn, man.Protocol, t)
+		if ok {
+			r.inherit(old)
+		} else {
+			ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+			if err := r.loadStats(ctx); err != nil {
+				// flush loads them before it writes.
+				m.log.Warn("trigger: counters not loaded yet", "function", fn, "trigger", t.Name, "err", err)
+			}
+			cancel()
+		}
 		f.runners[t.Name] = r
 		r.start()
 	}
@@ -335,8 +369,8 @@ func (m *Manager) Remove(fn string) {
 	m.rebuildRoutesLocked()
 }
 
-// Close stops every trigger (keeping their durable state) and waits for
-// them until ctx is done.
+// Close stops every trigger (keeping their durable state), waits for them
+// until ctx is done and writes their counters (see Flush for later ones).
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
@@ -358,7 +392,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		return m.Flush(ctx)
 	case <-ctx.Done():
 		return fmt.Errorf("trigger: closing: %w", ctx.Err())
 	}

@@ -561,11 +561,23 @@ func TestWatchRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close(ctx)
+	// State of triggers deleted while the node was down goes at start;
+	// that of the running ones stays.
+	for _, k := range []string{"gone.e", "gone.e.stats", "f.old.stats", "f.e.stats"} {
+		if _, err := m.state.Put(ctx, k, []byte(`{"fired":7}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if l := m.List("f"); len(l) != 1 {
+	if l := m.List("f"); len(l) != 1 || l[0].Fired != 7 {
 		t.Fatalf("after start: %+v", l)
+	}
+	for k, want := range map[string]bool{"gone.e": false, "gone.e.stats": false, "f.old.stats": false, "f.e.stats": true} {
+		if _, err := m.state.Get(ctx, k); (err == nil) != want {
+			t.Errorf("state %s kept: %v, want %v", k, err == nil, want)
+		}
 	}
 	put(manifest.Trigger{Type: manifest.TriggerEvent, Name: "e", Topic: "a"}, manifest.Trigger{Type: manifest.TriggerEvent, Name: "e2", Topic: "b"})
 	waitFor(t, "second trigger", 5*time.Second, func() bool { return len(m.List("f")) == 2 })
@@ -576,4 +588,122 @@ func TestWatchRegistry(t *testing.T) {
 		return err != nil
 	})
 	var _ jetstream.KeyValue = kv
+}
+
+// TestCountersSurviveRestart: a trigger's counters and last firing are
+// written by the flusher and on close, loaded by the next process, carried
+// over when a deploy changes the trigger, and removed with the trigger.
+func TestCountersSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	ev := manifest.Trigger{Type: manifest.TriggerEvent, Name: "e", Topic: "orders.new"}
+	n := startNode(t, dir, nil)
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi, ev))
+	waitFor(t, "consumer", 5*time.Second, func() bool { return n.m.List("shop")[0].State == api.TriggerRunning })
+	ctx := context.Background()
+	publish := func(n *node, id string) {
+		t.Helper()
+		e := events.New("/test", "orders.new")
+		e.SetID(id)
+		if _, err := n.m.Publish(ctx, "orders.new", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(n, "1")
+	publish(n, "2")
+	waitFor(t, "two successes", 10*time.Second, func() bool { return n.m.List("shop")[0].Succeeded == 2 })
+	first := n.m.List("shop")[0]
+	// The flusher writes within a second, before any close.
+	waitFor(t, "the flusher", 5*time.Second, func() bool {
+		e, err := n.m.state.Get(ctx, "shop.e"+statsSuffix)
+		return err == nil && strings.Contains(string(e.Value()), `"succeeded":2`)
+	})
+	n.stop()
+
+	n = startNode(t, dir, nil)
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi, ev))
+	st := n.m.List("shop")[0]
+	if st.Fired != 2 || st.Succeeded != 2 || st.Failed != 0 || st.LastFiredAt == nil || !st.LastFiredAt.Equal(*first.LastFiredAt) || st.LastInvocation != first.LastInvocation {
+		t.Fatalf("after a restart %+v, before %+v", st, first)
+	}
+	// A changed trigger keeps its counters.
+	ev2 := ev
+	ev2.Topic = "orders.*"
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi, ev2))
+	waitFor(t, "consumer", 5*time.Second, func() bool { return n.m.List("shop")[0].State == api.TriggerRunning })
+	publish(n, "3")
+	waitFor(t, "three successes", 10*time.Second, func() bool { return n.m.List("shop")[0].Succeeded == 3 })
+	n.stop() // Close writes the last counts.
+
+	n = startNode(t, dir, nil)
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi, ev2))
+	if st := n.m.List("shop")[0]; st.Fired != 3 || st.Succeeded != 3 {
+		t.Fatalf("after the second restart %+v", st)
+	}
+	// Removing the trigger removes its counters: added again, it starts
+	// from zero.
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi))
+	if _, err := n.m.state.Get(ctx, "shop.e"+statsSuffix); err == nil {
+		t.Error("counters left behind")
+	}
+	n.m.Sync("shop", man("shop", manifest.ProtocolWagi, ev2))
+	if st := n.m.List("shop")[0]; st.Fired != 0 || st.LastFiredAt != nil {
+		t.Errorf("a trigger added again kept old counters: %+v", st)
+	}
+}
+
+// TestSyncEmit: a synchronous invocation's X-Hearth-Emit publishes its body
+// before the response is written, and the response says what happened.
+func TestSyncEmit(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	n.m.Sync("audit", man("audit", manifest.ProtocolHTTP, manifest.Trigger{Type: manifest.TriggerEvent, Name: "e", Topic: "mail.sent"}))
+	n.m.Sync("api", man("api", manifest.ProtocolWagi, manifest.Trigger{Type: manifest.TriggerHTTP, Name: "h", Path: "/api/{x}"}))
+	waitFor(t, "consumer", 5*time.Second, func() bool { return n.m.List("audit")[0].State == api.TriggerRunning })
+	ctx := context.Background()
+	resp := func(status int, topic string) *driver.Response {
+		return &driver.Response{Status: status, Header: http.Header{HeaderEmit: {topic}, "Content-Type": {"application/json"}}, Body: []byte(`{"to":"ann"}`)}
+	}
+	req := &driver.Request{ID: "inv-1", Header: http.Header{}}
+	r := resp(200, "mail.sent")
+	n.m.AfterSync(ctx, "mailer", req, r, nil)
+	if r.Header.Get(HeaderEmit) != "" || r.Header.Get(HeaderEventID) != "inv-1" || r.Header.Get(HeaderEmitError) != "" {
+		t.Errorf("response headers %v", r.Header)
+	}
+	waitFor(t, "the emitted event", 10*time.Second, func() bool { return len(n.callsOf("audit")) == 1 })
+	a := n.callsOf("audit")[0]
+	if string(a.req.Body) != `{"to":"ann"}` || a.req.Header.Get("Ce-Source") != "/functions/mailer" || a.req.Header.Get("Ce-Type") != "mail.sent" || a.req.Header.Get(HeaderEventHops) != "1" {
+		t.Errorf("audit got %v %q", a.req.Header, a.req.Body)
+	}
+	// Nobody subscribes; the function failed; the invocation failed.
+	for _, tc := range []struct {
+		r    *driver.Response
+		err  error
+		want string
+	}{
+		{resp(200, "nobody.listens"), nil, "no function subscribes"},
+		{resp(500, "mail.sent"), nil, "HTTP 500"},
+		{resp(200, "mail.sent"), driver.ErrCrashed, "invocation failed"},
+	} {
+		n.m.AfterSync(ctx, "mailer", &driver.Request{ID: "inv-2", Header: http.Header{}}, tc.r, tc.err)
+		if tc.r.Header.Get(HeaderEmit) != "" || tc.r.Header.Get(HeaderEventID) != "" || !strings.Contains(tc.r.Header.Get(HeaderEmitError), tc.want) {
+			t.Errorf("%s: response headers %v", tc.want, tc.r.Header)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := len(n.callsOf("audit")); got != 1 {
+		t.Errorf("audit ran %d times, want 1", got)
+	}
+
+	// An http trigger's route counts its firings and their results; a
+	// request naming another trigger does not count.
+	hreq := &driver.Request{ID: "inv-3", Header: http.Header{HeaderTrigger: {"h"}, HeaderTriggerType: {manifest.TriggerHTTP}}}
+	n.m.AfterSync(ctx, "api", hreq, &driver.Response{Status: 200, Header: http.Header{}}, nil)
+	n.m.AfterSync(ctx, "api", &driver.Request{ID: "inv-4", Header: hreq.Header}, &driver.Response{Status: 502, Header: http.Header{}}, nil)
+	n.m.AfterSync(ctx, "audit", &driver.Request{ID: "inv-5", Header: http.Header{HeaderTrigger: {"e"}, HeaderTriggerType: {manifest.TriggerHTTP}}}, &driver.Response{Status: 200}, nil)
+	st := n.m.List("api")[0]
+	if st.Fired != 2 || st.Succeeded != 1 || st.Failed != 1 || st.LastInvocation != "inv-4" || st.LastFiredAt == nil || !strings.Contains(st.LastError, "502") {
+		t.Errorf("http trigger status %+v", st)
+	}
+	if st := n.m.List("audit")[0]; st.Fired != 1 {
+		t.Errorf("a request naming an event trigger counted as its firing: %+v", st)
+	}
 }

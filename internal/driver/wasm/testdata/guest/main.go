@@ -36,6 +36,17 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Echo-Query", r.URL.RawQuery)
 		w.Header().Set("X-Echo-Test", r.Header.Get("X-Test"))
 		w.Write(body)
+	case "emit":
+		// Answers with its request body and asks Hearth to publish it as
+		// an event on the topic in ?topic= (X-Hearth-Emit).
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Hearth-Emit", r.URL.Query().Get("topic"))
+		w.Write(body)
 	case "loop":
 		for {
 			*sink++
