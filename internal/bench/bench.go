@@ -2,6 +2,13 @@
 // in the same run on the same machine, and prints the ratios. Absolute
 // figures on a shared 2-core machine are noisy; the ratios are what the
 // targets are stated in.
+//
+// Load comes from a closed-loop generator (Load): net/http's client in this
+// process by default; a lean hand-written HTTP/1.1 client (Load.Lean, like
+// wrk) where the baseline's own client is lean (async enqueue against raw
+// NATS publishes); and that lean client in a child process (Load.Process)
+// where the figure is the forwarder's CPU per request, which the bench
+// reads from this process's rusage while the load runs elsewhere.
 package bench
 
 import (
