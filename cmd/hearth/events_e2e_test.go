@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/trigger"
 )
 
 var natsURLRe = regexp.MustCompile(`nats=(nats://\S+)`)
@@ -222,4 +224,88 @@ func TestTriggerCountersSurviveRestart(t *testing.T) {
 	n.stop(syscall.SIGKILL)
 	n = startNode(t, data)
 	check(n, 3, before)
+}
+
+// pyEventsDir is a sandbox function running the sandbox driver's
+// testdata/pyevents, which publishes through $HEARTH_EVENTS_API.
+func pyEventsDir(t *testing.T, name, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join(repoRoot, "internal", "driver", "sandbox", "testdata", "pyevents", "main.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "main.py"), src, 0o644)
+	man := "name: " + name + "\nisolation: sandbox\nprotocol: http\ncommand: [\"python3\", \"main.py\"]\ntimeout: 20s\n" + extra
+	os.WriteFile(filepath.Join(dir, "hearth.yaml"), []byte(man), 0o644)
+	return dir
+}
+
+// TestEventsEndpoint: a sandboxed function publishes events with
+// POST http://$HEARTH_EVENTS_API/v1/events/{topic}: another function's
+// event trigger receives them with the producer's source (whatever source
+// the function claimed), a topic nobody subscribes to is 404, and a
+// function that re-publishes every event it receives stops after the
+// chain limit.
+func TestEventsEndpoint(t *testing.T) {
+	sandboxAvailable(t)
+	n := startNode(t, t.TempDir())
+	if out, err := n.cli("deploy", guestDir(t, "consumer", "echo", "triggers: [{type: event, name: ev, topic: orders.local}]\n")); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	if out, err := n.cli("deploy", pyEventsDir(t, "producer", "")); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	waitUntil(t, "consumer", func() bool { return n.triggers("consumer")["ev"].State == api.TriggerRunning })
+
+	// Plain data: a new event, source /functions/producer, type the topic.
+	resp, body := n.do("POST", "/fn/producer/orders.local", strings.NewReader(`{"order":11}`), "Content-Type", "application/json")
+	var acc api.EventAccepted
+	if resp.StatusCode != 200 || resp.Header.Get("X-Events-Status") != "202" || json.Unmarshal(body, &acc) != nil || acc.ID == "" || acc.Subscribers != 1 {
+		t.Fatalf("producer: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	st := n.delivered("consumer", "ev", `"order":11`)
+	for _, want := range []string{`"source":"/functions/producer"`, `"type":"orders.local"`, `"id":"` + acc.ID + `"`, `"hearthhops":1`} {
+		if !strings.Contains(string(st.Response.Body), want) {
+			t.Errorf("consumer got %s, want %s", st.Response.Body, want)
+		}
+	}
+	// A structured CloudEvent claiming another source keeps its id and
+	// type but not the source.
+	ce := `{"specversion":"1.0","id":"ce-12","source":"/functions/consumer","type":"order.placed","data":{"order":12}}`
+	resp, body = n.do("POST", "/fn/producer/orders.local", strings.NewReader(ce), "Content-Type", "application/cloudevents+json")
+	if resp.Header.Get("X-Events-Status") != "202" {
+		t.Fatalf("structured: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	st = n.delivered("consumer", "ev", `"order":12`)
+	for _, want := range []string{`"source":"/functions/producer"`, `"type":"order.placed"`, `"id":"ce-12"`} {
+		if !strings.Contains(string(st.Response.Body), want) {
+			t.Errorf("consumer got %s, want %s", st.Response.Body, want)
+		}
+	}
+	// Nobody subscribes; a malformed event.
+	resp, body = n.do("POST", "/fn/producer/nobody.listens", strings.NewReader(`{}`), "Content-Type", "application/json")
+	if resp.Header.Get("X-Events-Status") != "404" || errCode(t, body).Code != "unknown_topic" {
+		t.Errorf("unknown topic: %v %s", resp.Header, body)
+	}
+	resp, body = n.do("POST", "/fn/producer/orders.local", strings.NewReader(`{"specversion":"1.0"}`), "Content-Type", "application/cloudevents+json")
+	if resp.Header.Get("X-Events-Status") != "400" || errCode(t, body).Code != "malformed_event" {
+		t.Errorf("malformed: %v %s", resp.Header, body)
+	}
+
+	// The loop guard: looper re-publishes each event it gets on its own
+	// topic. The first event (published through the API) starts a chain;
+	// the 16 emitted events after it run, the 17th is refused (508).
+	if out, err := n.cli("deploy", pyEventsDir(t, "looper", "env: {TOPIC: loop.around}\ntriggers: [{type: event, name: ev, topic: loop.around}]\n")); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	waitUntil(t, "looper", func() bool { return n.triggers("looper")["ev"].State == api.TriggerRunning })
+	if resp, body := n.do("POST", "/v1/events/loop.around", strings.NewReader(`{"n":1}`), "Content-Type", "application/json"); resp.StatusCode != 202 {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	st = n.delivered("looper", "ev", `"code":"event_loop"`)
+	time.Sleep(time.Second)
+	if tr := n.triggers("looper")["ev"]; tr.Fired != 1+trigger.MaxHops || tr.Succeeded != tr.Fired || tr.LastInvocation != st.ID {
+		t.Errorf("looper's trigger after the chain stopped: %+v (last %s), want %d firings", tr, st.ID, 1+trigger.MaxHops)
+	}
 }

@@ -45,7 +45,16 @@ type TriggerList struct {
 	Triggers []TriggerStatus `json:"triggers"`
 }
 
-// EventAccepted is POST /v1/events/{topic}.
+// Error codes of the event routes: the gateway's POST /v1/events/{topic}
+// and the events endpoint inside a sandbox ($HEARTH_EVENTS_API).
+const (
+	CodeMalformedEvent = "malformed_event" // 400
+	CodeUnknownTopic   = "unknown_topic"   // 404
+	CodeEventLoop      = "event_loop"      // 508: chain of emitted events too long
+)
+
+// EventAccepted is the 202 answer of POST /v1/events/{topic}, on the
+// gateway and on a sandbox's events endpoint.
 type EventAccepted struct {
 	ID    string `json:"id"`
 	Topic string `json:"topic"`

@@ -5,10 +5,11 @@
 // This package converts between CloudEvents and the two places they cross a
 // boundary:
 //
-//   - HTTP in (POST /v1/events/{topic}, a function's response): structured
-//     mode (Content-Type: application/cloudevents+json), binary mode (ce-*
-//     headers plus the data as the body), or plain data, which is wrapped in
-//     a new event (Wrap).
+//   - HTTP in (POST /v1/events/{topic} on the gateway and on a sandboxed
+//     function's events endpoint, a function's response): structured mode
+//     (Content-Type: application/cloudevents+json), binary mode (ce-*
+//     headers plus the data as the body), or plain data, which is wrapped
+//     in a new event (FromHTTP).
 //   - Delivery to a function (Encode): wagi functions get the structured
 //     JSON event as their request body; http and lambda functions get binary
 //     mode, so an existing CloudEvents HTTP handler works unchanged.
@@ -73,9 +74,20 @@ const (
 	TypeObjectDelete = "dev.hearth.bucket.object.delete"
 )
 
-// ErrMalformed is matched by every error about an event that does not
-// parse or is not a valid CloudEvent; the message says what is wrong.
-var ErrMalformed = errors.New("malformed CloudEvent")
+// Errors publishers return, matched with errors.Is; each is wrapped in a
+// message that says what is wrong. They live here, at the boundary every
+// publisher and every caller of one imports.
+var (
+	// ErrMalformed is matched by every error about an event that does not
+	// parse or is not a valid CloudEvent.
+	ErrMalformed = errors.New("malformed CloudEvent")
+	// ErrUnknownTopic: no trigger subscribes to the topic, so nothing would
+	// ever read the event (see trigger.Manager.Publish).
+	ErrUnknownTopic = errors.New("unknown topic")
+	// ErrChainTooLong: the event would extend a chain of events emitted by
+	// functions beyond its limit (a loop guard; see trigger.MaxHops).
+	ErrChainTooLong = errors.New("chain of emitted events too long")
+)
 
 // Event is a CloudEvent.
 type Event = event.Event
@@ -177,6 +189,20 @@ func Parse(header http.Header, body []byte) (*Event, error) {
 		e.SetDataContentType(ct)
 	}
 	return e, nil
+}
+
+// FromHTTP reads an event sent over HTTP the way POST /v1/events/{topic}
+// takes it: a CloudEvent in structured or binary mode (see Parse), or
+// plain data, which becomes the data of a new event with the given source
+// and type. Errors match ErrMalformed.
+func FromHTTP(header http.Header, body []byte, source, typ string) (*Event, error) {
+	e, err := Parse(header, body)
+	if err != nil || e != nil {
+		return e, err
+	}
+	ev := New(source, typ)
+	SetData(&ev, header.Get("Content-Type"), body)
+	return &ev, nil
 }
 
 func hasCEHeaders(h http.Header) bool {

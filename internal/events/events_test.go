@@ -65,3 +65,17 @@ func TestEncode(t *testing.T) {
 		t.Errorf("invalid JSON data: %s", body)
 	}
 }
+
+func TestFromHTTP(t *testing.T) {
+	e, err := FromHTTP(http.Header{"Content-Type": {"text/plain"}}, []byte("hi"), "/src", "a.b")
+	if err != nil || e.Source() != "/src" || e.Type() != "a.b" || e.ID() == "" || string(e.Data()) != "hi" || e.DataContentType() != "text/plain" {
+		t.Errorf("plain data: %v %v", e, err)
+	}
+	e, err = FromHTTP(http.Header{"Content-Type": {ContentTypeStructured}}, []byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t"}`), "/src", "a.b")
+	if err != nil || e.Source() != "/s" || e.Type() != "t" || e.ID() != "1" {
+		t.Errorf("structured: %v %v", e, err)
+	}
+	if _, err := FromHTTP(http.Header{"Ce-Id": {"1"}}, nil, "/src", "a.b"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("malformed: %v", err)
+	}
+}

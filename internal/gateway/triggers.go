@@ -60,9 +60,9 @@ const (
 
 // Error codes of the trigger routes.
 const (
-	CodeMalformedEvent = "malformed_event" // 400
-	CodeUnknownTopic   = "unknown_topic"   // 404
-	CodeBadKey         = "bad_object_key"  // 400
+	CodeMalformedEvent = api.CodeMalformedEvent // 400
+	CodeUnknownTopic   = api.CodeUnknownTopic   // 404
+	CodeBadKey         = "bad_object_key"       // 400
 )
 
 // mountTriggers adds the trigger, event and bucket routes; without a
@@ -139,19 +139,14 @@ func (g *Gateway) publishEvent(w http.ResponseWriter, r *http.Request) {
 		writeBodyError(w, err, MaxEventBody)
 		return
 	}
-	e, err := events.Parse(r.Header, body)
+	e, err := events.FromHTTP(r.Header, body, "/v1/events", topic)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeMalformedEvent, err.Error())
 		return
 	}
-	if e == nil {
-		ev := events.New("/v1/events", topic)
-		events.SetData(&ev, r.Header.Get("Content-Type"), body)
-		e = &ev
-	}
 	acc, err := g.cfg.Triggers.Publish(r.Context(), topic, e)
 	switch {
-	case errors.Is(err, trigger.ErrUnknownTopic):
+	case errors.Is(err, events.ErrUnknownTopic):
 		writeError(w, http.StatusNotFound, CodeUnknownTopic, err.Error())
 	case errors.Is(err, events.ErrMalformed):
 		writeError(w, http.StatusBadRequest, CodeMalformedEvent, err.Error())

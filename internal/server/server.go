@@ -151,8 +151,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("wasm driver: %w", err)
 	}
+	// Sandboxed functions publish events through the trigger manager,
+	// which is built after the drivers (it needs the async queue, which
+	// needs the registry, which needs the drivers): they get it once set.
+	emitter := &lateEmitter{}
 	drivers := map[string]driver.Driver{}
-	for _, d := range append([]driver.Driver{wasmDrv}, extraDrivers(cfg, log)...) {
+	for _, d := range append([]driver.Driver{wasmDrv}, extraDrivers(cfg, emitter, log)...) {
 		drivers[d.Name()] = d
 		if c, ok := d.(interface{ Close(context.Context) error }); ok {
 			closers = append(closers, closer{d.Name() + " driver", c.Close})
@@ -228,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	closers = append(closers, closer{"triggers", trg.Close})
+	emitter.set(trg)
 
 	var ready atomic.Bool
 	gw = gateway.New(gateway.Config{
@@ -308,11 +313,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 // extraDrivers returns the isolation drivers beyond wasm available on this
 // node: the Linux sandbox driver when the host allows it (root, cgroups).
-func extraDrivers(cfg Config, log *slog.Logger) []driver.Driver {
+func extraDrivers(cfg Config, emitter sandbox.Emitter, log *slog.Logger) []driver.Driver {
 	sb, err := sandbox.New(sandbox.Config{
 		StateDir: filepath.Join(cfg.DataDir, "sandbox"),
 		Logger:   log.With("component", "sandbox"),
 		Pool:     cfg.SandboxPool,
+		Emitter:  emitter,
 	})
 	if err != nil {
 		log.Warn("the sandbox isolation tier is not available on this node", "err", err)

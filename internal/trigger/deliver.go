@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/types"
 
+	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/driver"
 	"github.com/hearthdev/hearth/internal/events"
 	"github.com/hearthdev/hearth/internal/manifest"
@@ -129,7 +130,7 @@ func (m *Manager) emitFrom(ctx context.Context, fn string, req *driver.Request, 
 func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp *driver.Response, topic string) (string, error) {
 	hops, _ := strconv.Atoi(req.Header.Get(HeaderEventHops))
 	if hops >= MaxHops {
-		return "", fmt.Errorf("dropped: it would be the %d-th event in a chain of emitted events (limit %d)", hops+1, MaxHops)
+		return "", chainError(hops)
 	}
 	e, err := events.Parse(resp.Header, resp.Body)
 	if err != nil {
@@ -141,9 +142,31 @@ func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp
 		events.SetData(&ev, resp.Header.Get("Content-Type"), resp.Body)
 		e = &ev
 	}
-	e.SetExtension(hopsExtension, hops+1)
-	acc, err := m.Publish(ctx, topic, e)
+	acc, err := m.Emit(ctx, topic, e, hops)
 	return acc.ID, err
+}
+
+// Emit publishes e, an event a function emitted while it handled an
+// invocation hops emitted events deep (0 for one no emitted event led to),
+// as the next link of that chain: the event's hops extension becomes one
+// more than the larger of hops and the extension it already carries (a
+// function that passes on the event it received keeps counting), and an
+// event that would be more than MaxHops deep is refused with an error
+// matching events.ErrChainTooLong. Otherwise as Publish.
+//
+// X-Hearth-Emit responses and the events endpoint of sandboxed functions
+// (sandbox.Emitter) publish through it.
+func (m *Manager) Emit(ctx context.Context, topic string, e *events.Event, hops int) (api.EventAccepted, error) {
+	hops = max(hops, eventHops(e), 0)
+	if hops >= MaxHops {
+		return api.EventAccepted{}, chainError(hops)
+	}
+	e.SetExtension(hopsExtension, hops+1)
+	return m.Publish(ctx, topic, e)
+}
+
+func chainError(hops int) error {
+	return fmt.Errorf("%w: it would be event %d of the chain (limit %d)", events.ErrChainTooLong, hops+1, MaxHops)
 }
 
 // eventHops reads the hops extension of an event.

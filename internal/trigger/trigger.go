@@ -14,7 +14,10 @@
 // The request also carries X-Hearth-Trigger (the trigger's name) and
 // X-Hearth-Trigger-Type. A function publishes an event back by answering
 // any invocation, synchronous or not, with X-Hearth-Emit: <topic>
-// (deliver.go).
+// (deliver.go), or, in a sandbox, by posting it to its events endpoint
+// ($HEARTH_EVENTS_API, served by the sandbox driver, which hands it to
+// Manager.Emit). Both count chains of emitted events and stop them at
+// MaxHops.
 //
 // Every event is queued with an idempotency key derived from the event —
 // the cron tick's time, the stream sequence, the bucket's meta-message
@@ -97,8 +100,9 @@ const MaxHops = 16
 
 // Sentinel errors callers branch on.
 var (
-	// ErrUnknownTopic: no trigger subscribes to the topic.
-	ErrUnknownTopic = errors.New("unknown topic")
+	// ErrUnknownTopic: no trigger subscribes to the topic (the same
+	// value as events.ErrUnknownTopic).
+	ErrUnknownTopic = events.ErrUnknownTopic
 	// ErrClosed: the manager is closed.
 	ErrClosed = errors.New("trigger: closed")
 )

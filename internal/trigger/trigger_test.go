@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -705,5 +707,42 @@ func TestSyncEmit(t *testing.T) {
 	}
 	if st := n.m.List("audit")[0]; st.Fired != 1 {
 		t.Errorf("a request naming an event trigger counted as its firing: %+v", st)
+	}
+}
+
+// TestEmit: the chain of emitted events continues from the deeper of the
+// caller's depth and the event's own, and stops at MaxHops.
+func TestEmit(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	n.m.Sync("audit", man("audit", manifest.ProtocolHTTP, manifest.Trigger{Type: manifest.TriggerEvent, Name: "e", Topic: "mail.sent"}))
+	waitFor(t, "consumer", 5*time.Second, func() bool { return n.m.List("audit")[0].State == api.TriggerRunning })
+	ctx := context.Background()
+	newEvent := func(ext int) *events.Event {
+		e := events.New("/functions/mailer", "mail.sent")
+		if ext > 0 {
+			e.SetExtension(hopsExtension, ext)
+		}
+		return &e
+	}
+	for i, tc := range []struct{ hops, ext, want int }{{0, 0, 1}, {3, 0, 4}, {2, 5, 6}, {7, 1, 8}} {
+		if _, err := n.m.Emit(ctx, "mail.sent", newEvent(tc.ext), tc.hops); err != nil {
+			t.Fatalf("Emit(hops %d, extension %d): %v", tc.hops, tc.ext, err)
+		}
+		waitFor(t, "delivery", 10*time.Second, func() bool { return len(n.callsOf("audit")) == i+1 })
+		if got := n.callsOf("audit")[i].req.Header.Get(HeaderEventHops); got != strconv.Itoa(tc.want) {
+			t.Errorf("hops %d, extension %d: delivered %s deep, want %d", tc.hops, tc.ext, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ hops, ext int }{{MaxHops, 0}, {0, MaxHops}, {MaxHops + 5, 0}} {
+		if _, err := n.m.Emit(ctx, "mail.sent", newEvent(tc.ext), tc.hops); !errors.Is(err, events.ErrChainTooLong) {
+			t.Errorf("Emit(hops %d, extension %d): %v, want ErrChainTooLong", tc.hops, tc.ext, err)
+		}
+	}
+	if _, err := n.m.Emit(ctx, "nobody.listens", newEvent(0), 0); !errors.Is(err, ErrUnknownTopic) || !errors.Is(err, events.ErrUnknownTopic) {
+		t.Errorf("unknown topic: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := len(n.callsOf("audit")); got != 4 {
+		t.Errorf("audit ran %d times, want 4", got)
 	}
 }

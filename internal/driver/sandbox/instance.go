@@ -69,6 +69,7 @@ func (in *Instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Re
 		return nil, err
 	}
 	cold := sb.invocations.Add(1) == 1
+	hops := sb.events.invoking(req) // the events endpoint's loop guard; nil-safe
 	s := sb.out.begin(req.Stderr)
 	stop := context.AfterFunc(ctx, func() { sb.kill("timeout") })
 	var resp *driver.Response
@@ -81,6 +82,7 @@ func (in *Instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Re
 		err = in.classify(ctx, sb, err)
 	}
 	stop()
+	sb.events.done(hops)
 	sb.out.end(s)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,14 @@
 // $AWS_LAMBDA_RUNTIME_API. In both the driver talks to the function over
 // sockets it creates inside the sandbox's network namespace (see netns.go):
 // no host port is opened, and the sandbox has only a loopback interface.
+//
+// With Config.Emitter set, every function (either contract) also gets an
+// events endpoint at $HEARTH_EVENTS_API (127.0.0.1:9002, in the same way:
+// a socket made inside the namespace when the sandbox is specialised,
+// closed when it dies): POST /v1/events/{topic} publishes an event, as the
+// gateway's route of the same name does but without a key, with the
+// event's source forced to /functions/<name>, a per-sandbox rate limit
+// and the chain-depth loop guard of X-Hearth-Emit (see events.go).
 package sandbox
 
 import (
@@ -63,6 +71,12 @@ type Config struct {
 	TmpBytes         int64   // size of /tmp; default min(64 MiB, memory/2)
 	MaxResponseBytes int64   // largest response body; default 32 MiB
 	UID, GID         int     // user the function runs as; default 65534 (nobody)
+
+	// Emitter, if set, publishes the events functions send to their
+	// events endpoint ($HEARTH_EVENTS_API, events.go); nil: no endpoint.
+	Emitter    Emitter
+	EventRate  float64 // events per second one sandbox may send; default 1000
+	EventBurst int     // default 100
 
 	reexecInit bool // tests: re-execute this binary as init instead of the embedded one
 }
@@ -139,6 +153,12 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.GID == 0 {
 		cfg.GID = 65534
+	}
+	if cfg.EventRate <= 0 {
+		cfg.EventRate = DefaultEventRate
+	}
+	if cfg.EventBurst <= 0 {
+		cfg.EventBurst = DefaultEventBurst
 	}
 	root := filepath.Join(cfg.StateDir, "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -532,6 +552,9 @@ func (d *Driver) taskFor(spec driver.Spec) sbinit.Task {
 		} {
 			env[k] = v
 		}
+	}
+	if d.cfg.Emitter != nil {
+		env[EventsAPIEnv] = fmt.Sprintf("127.0.0.1:%d", eventsPort)
 	}
 	for k, v := range spec.Env {
 		env[k] = v

@@ -38,6 +38,7 @@ type sandbox struct {
 
 	http   *connPool   // http contract
 	lambda *runtimeAPI // lambda contract
+	events *eventsAPI  // $HEARTH_EVENTS_API; nil without Config.Emitter
 
 	invocations atomic.Int64
 	killReason  atomic.Value // string: why the driver killed it
@@ -250,13 +251,16 @@ func (sb *sandbox) wait() {
 	sb.nsMu.Lock()
 	unix.Close(sb.netns)
 	sb.netns = -1
-	h, l := sb.http, sb.lambda
+	h, l, ev := sb.http, sb.lambda, sb.events
 	sb.nsMu.Unlock()
 	if h != nil {
 		h.close()
 	}
 	if l != nil {
 		l.close()
+	}
+	if ev != nil {
+		ev.close()
 	}
 	sb.ctl.Close()
 	if err := sb.cg.destroy(); err != nil {
@@ -343,6 +347,14 @@ func (sb *sandbox) specialise(ctx context.Context, spec driver.Spec) error {
 			return err
 		}
 		sb.lambda = api
+	}
+	if sb.d.cfg.Emitter != nil {
+		ev, err := newEventsAPI(sb)
+		if err != nil {
+			sb.nsMu.Unlock()
+			return err
+		}
+		sb.events = ev
 	}
 	sb.nsMu.Unlock()
 	task := sb.d.taskFor(spec)
