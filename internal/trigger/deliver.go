@@ -88,7 +88,8 @@ func failedResult(resp *driver.Response, err error) (bool, string) {
 // response body as the data of a new event (source /functions/<name>, type
 // the topic, id the invocation id, so a retried invocation does not emit
 // twice within the bus's duplicate window), or, if the response is itself
-// a CloudEvent (structured, or binary ce-* headers), that event. It
+// a CloudEvent (structured, or binary ce-* headers), that event with its
+// source set to /functions/<name>. It
 // rewrites the response's headers: X-Hearth-Emit is removed, and
 // X-Hearth-Event-Id (the event's id) or X-Hearth-Emit-Error (why nothing
 // was published: a failed invocation, a topic nobody subscribes to, a
@@ -141,6 +142,10 @@ func (m *Manager) emit(ctx context.Context, fn string, req *driver.Request, resp
 		ev.SetID(req.ID)
 		events.SetData(&ev, resp.Header.Get("Content-Type"), resp.Body)
 		e = &ev
+	} else {
+		// As on the local endpoint: a function cannot speak for another
+		// source.
+		e.SetSource("/functions/" + fn)
 	}
 	acc, err := m.Emit(ctx, topic, e, hops)
 	return acc.ID, err

@@ -675,6 +675,21 @@ func TestSyncEmit(t *testing.T) {
 	if string(a.req.Body) != `{"to":"ann"}` || a.req.Header.Get("Ce-Source") != "/functions/mailer" || a.req.Header.Get("Ce-Type") != "mail.sent" || a.req.Header.Get(HeaderEventHops) != "1" {
 		t.Errorf("audit got %v %q", a.req.Header, a.req.Body)
 	}
+	// A response that is itself a CloudEvent keeps its id and type, but
+	// not a source of its choosing.
+	ce := &driver.Response{Status: 200, Header: http.Header{
+		HeaderEmit: {"mail.sent"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"ev-9"}, "Ce-Type": {"mail.sent"},
+		"Ce-Source": {"/functions/someone-else"}, "Content-Type": {"text/plain"},
+	}, Body: []byte("forged")}
+	n.m.AfterSync(ctx, "mailer", &driver.Request{ID: "inv-ce", Header: http.Header{}}, ce, nil)
+	if ce.Header.Get(HeaderEventID) != "ev-9" {
+		t.Fatalf("CloudEvent response headers %v", ce.Header)
+	}
+	waitFor(t, "the emitted CloudEvent", 10*time.Second, func() bool { return len(n.callsOf("audit")) == 2 })
+	if a := n.callsOf("audit")[1]; a.req.Header.Get("Ce-Source") != "/functions/mailer" || a.req.Header.Get("Ce-Id") != "ev-9" {
+		t.Errorf("a function chose the source of the event it emitted: %v", a.req.Header)
+	}
+
 	// Nobody subscribes; the function failed; the invocation failed.
 	for _, tc := range []struct {
 		r    *driver.Response
@@ -691,8 +706,8 @@ func TestSyncEmit(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got := len(n.callsOf("audit")); got != 1 {
-		t.Errorf("audit ran %d times, want 1", got)
+	if got := len(n.callsOf("audit")); got != 2 {
+		t.Errorf("audit ran %d times, want 2", got)
 	}
 
 	// An http trigger's route counts its firings and their results; a
@@ -705,7 +720,7 @@ func TestSyncEmit(t *testing.T) {
 	if st.Fired != 2 || st.Succeeded != 1 || st.Failed != 1 || st.LastInvocation != "inv-4" || st.LastFiredAt == nil || !strings.Contains(st.LastError, "502") {
 		t.Errorf("http trigger status %+v", st)
 	}
-	if st := n.m.List("audit")[0]; st.Fired != 1 {
+	if st := n.m.List("audit")[0]; st.Fired != 2 { // the two events above
 		t.Errorf("a request naming an event trigger counted as its firing: %+v", st)
 	}
 }
