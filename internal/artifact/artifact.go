@@ -5,8 +5,12 @@
 // regular files and directories with local, clean names; they reject
 // symlinks, hardlinks, devices, duplicates and anything that would land
 // outside the target directory, and they enforce size and file-count limits
-// while decompressing rather than trusting the sizes in tar headers. Every
-// rejection matches ErrInvalid; rejections for size also match ErrTooLarge.
+// while decompressing rather than trusting the sizes in tar headers.
+// UnpackRootFS extracts a root file system image (a sandbox function's
+// rootfs:, e.g. an exported container image) under the same rules, except
+// that it keeps symbolic links and hard links, never writing through a
+// link. Every rejection matches ErrInvalid; rejections for size also match
+// ErrTooLarge.
 package artifact
 
 import (

@@ -93,9 +93,10 @@ func streamError(entry string, err error) error {
 type kind uint8
 
 const (
-	kindFile   kind = iota + 1
-	kindDir         // directory entry in the archive
-	kindParent      // directory implied by a deeper entry
+	kindFile    kind = iota + 1
+	kindDir          // directory entry in the archive
+	kindParent       // directory implied by a deeper entry
+	kindSymlink      // symbolic link (root file systems only)
 )
 
 func scanTar(tr *tar.Reader, lim Limits, visit visitFunc) (*Info, error) {
@@ -151,7 +152,11 @@ func scanTar(tr *tar.Reader, lim Limits, visit visitFunc) (*Info, error) {
 		if entries > lim.MaxFiles {
 			return nil, tooLarge(hdr.Name, "archive has more than %d entries", lim.MaxFiles)
 		}
-		if err := claim(seen, name, e.dir, hdr.Name); err != nil {
+		k := kindFile
+		if e.dir {
+			k = kindDir
+		}
+		if err := claim(seen, name, k, hdr.Name); err != nil {
 			return nil, err
 		}
 		e.name = name
@@ -214,9 +219,11 @@ func scanTar(tr *tar.Reader, lim Limits, visit visitFunc) (*Info, error) {
 	return info, nil
 }
 
-// claim records name (and its parent directories) in seen, rejecting
-// duplicates and entries that would be both a file and a directory.
-func claim(seen map[string]kind, name string, dir bool, raw string) error {
+// claim records name as k (kindFile, kindDir or kindSymlink) and its parent
+// directories in seen, rejecting duplicates, entries that would be both a
+// file and a directory, and entries beneath a symbolic link (extracting
+// them would write through the link).
+func claim(seen map[string]kind, name string, k kind, raw string) error {
 	for i := range len(name) {
 		if name[i] != '/' {
 			continue
@@ -224,21 +231,19 @@ func claim(seen map[string]kind, name string, dir bool, raw string) error {
 		switch parent := name[:i]; seen[parent] {
 		case kindFile:
 			return invalid(raw, "%q is a file in this archive, not a directory", parent)
+		case kindSymlink:
+			return invalid(raw, "%q is a symbolic link in this archive; nothing may be extracted through it", parent)
 		case 0:
 			seen[parent] = kindParent
 		}
 	}
-	switch k := seen[name]; {
-	case k == kindFile || k == kindDir:
+	switch prev := seen[name]; {
+	case prev == kindFile || prev == kindDir || prev == kindSymlink:
 		return invalid(raw, "duplicate entry")
-	case k == kindParent && !dir:
+	case prev == kindParent && k != kindDir:
 		return invalid(raw, "is a directory in this archive, not a file")
 	}
-	if dir {
-		seen[name] = kindDir
-	} else {
-		seen[name] = kindFile
-	}
+	seen[name] = k
 	return nil
 }
 

@@ -69,6 +69,7 @@ type Spec struct {
 	Protocol string   // "wagi", "http", "lambda"
 	Module   string   // wasm: module path relative to Dir
 	Command  []string // sandbox: argv, run in Dir
+	RootFS   string   // sandbox: tar archive relative to Dir to use as the root file system; "" = the host's
 	Env      map[string]string
 
 	MemoryBytes int64         // hard memory limit of one instance

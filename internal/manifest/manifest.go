@@ -46,12 +46,18 @@ const (
 //
 // A Manifest marshals to JSON and YAML with sizes and durations in their
 // human form ("128Mi", "30s"); after decoding one from JSON, call Validate.
+//
+// RootFS, for a sandbox function, names a .tar, .tar.gz or .tgz file inside
+// the function directory, for instance an exported container image (docker
+// export): the sandbox then uses its contents, read-only, as the root file
+// system instead of the host's /usr, /lib and /bin. Empty means the host's.
 type Manifest struct {
 	Name        string            `json:"name" yaml:"name"`
 	Isolation   string            `json:"isolation" yaml:"isolation"`
 	Protocol    string            `json:"protocol" yaml:"protocol"`
 	Module      string            `json:"module,omitempty" yaml:"module,omitempty"`        // wasm only, relative to the function directory
 	Command     []string          `json:"command,omitempty" yaml:"command,omitempty,flow"` // sandbox only
+	RootFS      string            `json:"rootfs,omitempty" yaml:"rootfs,omitempty"`        // sandbox only: root file system archive, see above
 	Memory      Bytes             `json:"memory" yaml:"memory"`                            // hard limit for one instance
 	Timeout     Duration          `json:"timeout" yaml:"timeout"`                          // per invocation
 	Concurrency int               `json:"concurrency" yaml:"concurrency"`                  // in-flight invocations one instance takes

@@ -44,6 +44,7 @@ name: hello                 # [a-z0-9-], 1..63 chars
 isolation: sandbox
 protocol: lambda
 command: ["./bootstrap", "--flag"]
+rootfs: images/alpine.tar.gz
 memory: 256Mi
 timeout: 1m30s
 concurrency: 4
@@ -57,7 +58,7 @@ allow: {files: true, network: true}
 	}
 	want := &Manifest{
 		Name: "hello", Isolation: IsolationSandbox, Protocol: ProtocolLambda,
-		Command: []string{"./bootstrap", "--flag"}, Memory: 256 * Mi,
+		Command: []string{"./bootstrap", "--flag"}, RootFS: "images/alpine.tar.gz", Memory: 256 * Mi,
 		Timeout: Duration(90 * time.Second), Concurrency: 4, Scale: Scale{1, 20},
 		Env:   map[string]string{"GREETING": "hello", "PORT_HINT": "8080", "EMPTY": ""},
 		Allow: Allow{Files: true, Network: true},
@@ -103,6 +104,10 @@ func TestParseGood(t *testing.T) {
 		{"sandbox network", sandboxBase + "allow: {network: true}", func(m *Manifest) bool { return m.Allow.Network }},
 		{"aliases", "name: &n hello\nisolation: wasm\nmodule: hello.wasm\nenv: {NAME: *n}", func(m *Manifest) bool { return m.Env["NAME"] == "hello" }},
 		{"explicit document start", "---\n" + wasmBase, nil},
+		{"rootfs tar.gz", sandboxBase + "rootfs: image.tar.gz", func(m *Manifest) bool { return m.RootFS == "image.tar.gz" }},
+		{"rootfs tar in subdir", sandboxBase + "rootfs: images/alpine.tar", nil},
+		{"rootfs tgz", sandboxBase + "rootfs: root.tgz", nil},
+		{"rootfs null is absent", sandboxBase + "rootfs: ~", func(m *Manifest) bool { return m.RootFS == "" }},
 		{"block style command", "name: web\nisolation: sandbox\ncommand:\n  - ./server\n  - -v\n", func(m *Manifest) bool { return len(m.Command) == 2 }},
 	}
 	for _, tt := range tests {
@@ -191,6 +196,19 @@ func TestParseBad(t *testing.T) {
 		{"command null element", "name: a\nisolation: sandbox\ncommand: [./s, ~]\n", "command[1]", "is empty"},
 		{"command NUL", "name: a\nisolation: sandbox\ncommand: [\"a\\0b\"]\n", "command[0]", "NUL"},
 		{"command nested list", "name: a\nisolation: sandbox\ncommand: [[a]]\n", "command[0]", "must be a string"},
+
+		// rootfs
+		{"rootfs on wasm", wasmBase + "rootfs: image.tar\n", "rootfs", "only for sandbox functions"},
+		{"rootfs absolute", sandboxBase + "rootfs: /srv/image.tar\n", "rootfs", "absolute"},
+		{"rootfs dotdot", sandboxBase + "rootfs: ../image.tar\n", "rootfs", "leaves the function directory"},
+		{"rootfs inner dotdot", sandboxBase + "rootfs: a/../../image.tar\n", "rootfs", "leaves the function directory"},
+		{"rootfs unclean", sandboxBase + "rootfs: ./image.tar\n", "rootfs", `use "image.tar"`},
+		{"rootfs backslash", sandboxBase + "rootfs: 'a\\image.tar'\n", "rootfs", "backslash"},
+		{"rootfs NUL", sandboxBase + "rootfs: \"a\\0.tar\"\n", "rootfs", "not a valid file name"},
+		{"rootfs not a tar", sandboxBase + "rootfs: image.zip\n", "rootfs", "not a tar archive"},
+		{"rootfs suffix only", sandboxBase + "rootfs: .tar.gz\n", "rootfs", "not a tar archive"},
+		{"rootfs directory", sandboxBase + "rootfs: rootfs/\n", "rootfs", "not a clean relative path"},
+		{"rootfs list", sandboxBase + "rootfs: [a.tar]\n", "rootfs", "must be a string"},
 
 		// memory
 		{"memory unknown unit", wasmBase + "memory: 12Zi\n", "memory", `"12Zi" is not a size; use e.g. 128Mi`},
@@ -373,6 +391,7 @@ func FuzzParse(f *testing.F) {
 		"", "~", "- a", "a: [", wasmBase + "---\nx: 1", wasmBase + "colour: red",
 		wasmBase + "retry: {attempts: 5, backoff: 250ms, max_age: 2h}\ndestinations: {on_success: audit, on_failure: 'https://h.example/x?a=1'}\n",
 		wasmBase + "retry: {attempts: 0}\n", wasmBase + "destinations: {on_success: hello}\n",
+		sandboxBase + "rootfs: image.tar.gz\n", sandboxBase + "rootfs: ../x.tar\n", wasmBase + "rootfs: image.tar\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -108,6 +108,8 @@ func decode(root *yaml.Node) (*Manifest, error) {
 			m.Module, err = str(v)
 		case "command":
 			m.Command, err = strList(v, "command")
+		case "rootfs":
+			m.RootFS, err = str(v)
 		case "memory":
 			err = m.Memory.UnmarshalYAML(v)
 		case "timeout":

@@ -34,7 +34,7 @@ var (
 // Manifest that came from Parse, or one decoded from JSON that Parse made.
 func (m *Manifest) Validate() error {
 	for _, check := range []func() *FieldError{
-		m.checkName, m.checkIsolation, m.checkModule, m.checkCommand,
+		m.checkName, m.checkIsolation, m.checkModule, m.checkCommand, m.checkRootFS,
 		m.checkLimits, m.checkEnv, m.checkAllow, m.checkRetry, m.checkDestinations,
 		m.checkKeepAlive, m.checkTriggers,
 	} {
@@ -105,23 +105,57 @@ func (m *Manifest) checkModule() *FieldError {
 		return nil
 	}
 	mod := m.Module
-	switch {
-	case mod == "":
+	if mod == "" {
 		return bad("module", "is required for wasm functions; name the .wasm file, e.g. hello.wasm")
-	case strings.ContainsRune(mod, 0) || !utf8.ValidString(mod):
-		return bad("module", "%q is not a valid file name", mod)
-	case strings.Contains(mod, `\`):
-		return bad("module", "%q contains a backslash; separate directories with /", mod)
-	case path.IsAbs(mod):
-		return bad("module", "%q is absolute; give a path relative to the function directory", mod)
-	case mod == ".." || strings.HasPrefix(mod, "../") || strings.Contains(mod, "/../") || strings.HasSuffix(mod, "/.."):
-		return bad("module", "%q leaves the function directory", mod)
-	case path.Clean(mod) != mod:
-		return bad("module", "%q is not a clean relative path; use %q", mod, path.Clean(mod))
-	case !strings.HasSuffix(mod, ".wasm") || path.Base(mod) == ".wasm":
+	}
+	if fe := checkFilePath("module", mod); fe != nil {
+		return fe
+	}
+	if !strings.HasSuffix(mod, ".wasm") || path.Base(mod) == ".wasm" {
 		return bad("module", "%q is not a .wasm file", mod)
 	}
 	return nil
+}
+
+// checkFilePath checks that p names a file inside the function directory:
+// relative, clean, staying inside.
+func checkFilePath(field, p string) *FieldError {
+	switch {
+	case strings.ContainsRune(p, 0) || !utf8.ValidString(p):
+		return bad(field, "%q is not a valid file name", p)
+	case strings.Contains(p, `\`):
+		return bad(field, "%q contains a backslash; separate directories with /", p)
+	case path.IsAbs(p):
+		return bad(field, "%q is absolute; give a path relative to the function directory", p)
+	case p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.."):
+		return bad(field, "%q leaves the function directory", p)
+	case path.Clean(p) != p:
+		return bad(field, "%q is not a clean relative path; use %q", p, path.Clean(p))
+	}
+	return nil
+}
+
+// rootFSSuffixes are the archive formats a rootfs may have.
+var rootFSSuffixes = []string{".tar", ".tar.gz", ".tgz"}
+
+// checkRootFS checks the root file system archive of a sandbox function.
+func (m *Manifest) checkRootFS() *FieldError {
+	if m.RootFS == "" {
+		return nil
+	}
+	if m.Isolation != IsolationSandbox {
+		return bad("rootfs", "is only for sandbox functions; a wasm module has no root file system")
+	}
+	if fe := checkFilePath("rootfs", m.RootFS); fe != nil {
+		return fe
+	}
+	base := path.Base(m.RootFS)
+	for _, suf := range rootFSSuffixes {
+		if strings.HasSuffix(base, suf) && base != suf {
+			return nil
+		}
+	}
+	return bad("rootfs", "%q is not a tar archive; name a .tar, .tar.gz or .tgz file in the function directory, e.g. from docker export", m.RootFS)
 }
 
 func (m *Manifest) checkCommand() *FieldError {

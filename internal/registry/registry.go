@@ -257,6 +257,7 @@ func specFor(m manifest.Manifest, version int, dir, digest string) driver.Spec {
 		Protocol:    m.Protocol,
 		Module:      m.Module,
 		Command:     m.Command,
+		RootFS:      m.RootFS,
 		Env:         m.Env,
 		MemoryBytes: int64(m.Memory),
 		Timeout:     time.Duration(m.Timeout),

@@ -15,9 +15,20 @@ import (
 )
 
 // TestEscapeAttempts runs escape and abuse attempts inside one sandbox and
-// checks each fails, while another instance keeps serving.
+// checks each fails, while another instance keeps serving; with and without
+// a user namespace.
 func TestEscapeAttempts(t *testing.T) {
-	d := newTestDriver(t, Config{PidsMax: 64})
+	t.Run("default", func(t *testing.T) { escapeAttempts(t, newTestDriver(t, Config{PidsMax: 64})) })
+	t.Run("userns", func(t *testing.T) {
+		d := newTestDriver(t, Config{PidsMax: 64, UserNS: true})
+		if !d.userNS {
+			t.Skip("the kernel refused user namespaces (see the driver's log)")
+		}
+		escapeAttempts(t, d)
+	})
+}
+
+func escapeAttempts(t *testing.T, d *Driver) {
 	bystander := startT(t, d, fnSpec("hello"))
 	inst := startT(t, d, fnSpec("abuse"))
 
@@ -57,6 +68,7 @@ func TestEscapeAttempts(t *testing.T) {
 		{"mount", "/mount", "", "err", "operation not permitted"},
 		{"ptrace", "/ptrace", "", "err", "operation not permitted"},
 		{"unshare user namespace", "/unshare", "", "err", "operation not permitted"},
+		{"become root", "/setuid", "", "err", "operation not permitted"},
 		{"fill /tmp", "/fill", "", "err", "no space left on device"},
 		{"fork bomb", "/forkbomb", "", "err", "resource temporarily unavailable"},
 	} {

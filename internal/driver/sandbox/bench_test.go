@@ -79,6 +79,29 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ReportMetric(float64(p50(sandbox))/float64(p50(plain)), "x-plain")
 }
 
+// BenchmarkColdStartUserNS: the cold start with and without a user
+// namespace per sandbox, interleaved in one run (x-no-userns is the ratio).
+func BenchmarkColdStartUserNS(b *testing.B) {
+	with := newTestDriver(b, Config{UserNS: true})
+	if !with.userNS {
+		b.Skip("user namespaces are unavailable here")
+	}
+	without := newTestDriver(b, Config{})
+	spec := goHTTPSpec()
+	var on, off []time.Duration
+	for range b.N {
+		dt, inst := startAndCall(b, with, spec)
+		on = append(on, dt)
+		inst.Stop(context.Background())
+		dt, inst = startAndCall(b, without, spec)
+		off = append(off, dt)
+		inst.Stop(context.Background())
+	}
+	reportMs(b, "p50-ms", p50(on))
+	reportMs(b, "no-userns-p50-ms", p50(off))
+	b.ReportMetric(float64(p50(on))/float64(p50(off)), "x-no-userns")
+}
+
 // BenchmarkCrunStart: `crun run` of the same binary to its first response,
 // with the sandbox's cold start measured in the same run.
 func BenchmarkCrunStart(b *testing.B) {

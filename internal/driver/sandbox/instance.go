@@ -130,8 +130,10 @@ func (in *Instance) Healthy() bool {
 	return !in.stopped && in.sb != nil && in.sb.usable() && in.sb.healthy()
 }
 
-// Stop implements driver.Instance. In-flight invocations fail with
-// ErrStopped.
+// Stop implements driver.Instance: the function gets SIGTERM and up to
+// Config.StopGrace to exit before its sandbox is killed (see sandbox.stop);
+// a ctx that ends first cuts the grace short. In-flight invocations fail
+// with ErrStopped.
 func (in *Instance) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	if in.stopped {
@@ -143,12 +145,8 @@ func (in *Instance) Stop(ctx context.Context) error {
 	in.sb = nil
 	in.mu.Unlock()
 	if sb != nil {
-		done := make(chan struct{})
-		go func() { sb.destroy(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := sb.stop(ctx, in.d.cfg.StopGrace); err != nil {
+			return err
 		}
 	}
 	in.d.forget(in)

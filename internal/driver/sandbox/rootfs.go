@@ -4,11 +4,13 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/hearthdev/hearth/internal/driver/sandbox/sbinit"
 )
@@ -38,8 +40,14 @@ var generatedEtc = [][2]string{
 	{"resolv.conf", "# no network in a Hearth sandbox\n"},
 }
 
-// mountPoints exist in every root (an imported RootFS must have them too).
-var mountPoints = []string{"var/task", "tmp", "proc", "dev", "etc", ".oldroot"}
+// rootMounts are where a sandbox mounts over its root. In an imported root
+// they must be directories reached without a symbolic link: the init mounts
+// on them by host path before pivot_root, where a link would lead out of
+// the root.
+var rootMounts = []string{"var/task", "tmp", "proc", "dev", ".oldroot"}
+
+// mountPoints exist in the template.
+var mountPoints = append([]string{"etc"}, rootMounts...)
 
 // buildTemplate creates the root template in dir (which must not exist)
 // from the host's directories and returns the binds a sandbox adds on top.
@@ -157,16 +165,100 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// checkRootFS reports a missing mount point in an imported root.
+// checkRootFS checks that an imported root (Config.RootFS) has its mount
+// points.
 func checkRootFS(dir string) error {
-	var missing []string
-	for _, d := range mountPoints {
-		if st, err := os.Stat(filepath.Join(dir, d)); err != nil || !st.IsDir() {
-			missing = append(missing, d)
-		}
-	}
-	if len(missing) > 0 {
-		return errors.New("sandbox: RootFS " + dir + " lacks the directories " + strings.Join(missing, ", "))
+	if err := rootMountPoints(dir, false); err != nil {
+		return fmt.Errorf("sandbox: RootFS %s: %w", dir, err)
 	}
 	return nil
+}
+
+// prepareRootFS makes an extracted image usable as a sandbox root: it
+// creates the missing mount points and refuses an image where one is not a
+// directory or lies behind a symbolic link.
+func prepareRootFS(dir string) error {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	return rootMountPoints(dir, true)
+}
+
+// rootMountPoints checks, component by component and without following
+// links, that every mount point of rootMounts is a directory of the root
+// dir, creating the missing ones if create is set.
+func rootMountPoints(dir string, create bool) error {
+	for _, m := range rootMounts {
+		cur, rel := dir, ""
+		for _, c := range strings.Split(m, "/") {
+			cur, rel = filepath.Join(cur, c), rel+"/"+c
+			st, err := os.Lstat(cur)
+			switch {
+			case errors.Is(err, fs.ErrNotExist) && create:
+				if err := os.Mkdir(cur, 0o755); err != nil {
+					return err
+				}
+				if err := os.Chmod(cur, 0o755); err != nil {
+					return err
+				}
+			case errors.Is(err, fs.ErrNotExist):
+				return fmt.Errorf("%s is missing: the sandbox mounts /%s there", rel, m)
+			case err != nil:
+				return err
+			case st.Mode()&fs.ModeSymlink != 0:
+				return fmt.Errorf("%s is a symbolic link: the sandbox mounts /%s there, on a directory of the image", rel, m)
+			case !st.IsDir():
+				return fmt.Errorf("%s is not a directory: the sandbox mounts /%s there", rel, m)
+			}
+		}
+	}
+	return nil
+}
+
+// maxSymlinks bounds the links lookupIn follows, like the kernel's 40.
+const maxSymlinks = 40
+
+// lookupIn resolves p inside the root file system at root as the kernel
+// would after pivot_root: symbolic links are followed, an absolute target
+// restarts at root and ".." stops at it. It returns the host path of the
+// result, which is not a link, so it can be inspected with os.Stat without
+// leaving root.
+func lookupIn(root, p string) (string, error) {
+	var done []string // resolved components, none a link
+	todo := strings.Split(p, "/")
+	links := 0
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(done) > 0 {
+				done = done[:len(done)-1]
+			}
+			continue
+		}
+		cur := filepath.Join(root, filepath.Join(done...), c)
+		st, err := os.Lstat(cur)
+		if err != nil {
+			return "", err
+		}
+		if st.Mode()&fs.ModeSymlink == 0 {
+			done = append(done, c)
+			continue
+		}
+		if links++; links > maxSymlinks {
+			return "", &fs.PathError{Op: "lookup", Path: p, Err: syscall.ELOOP}
+		}
+		target, err := os.Readlink(cur)
+		if err != nil {
+			return "", err
+		}
+		if strings.HasPrefix(target, "/") {
+			done = done[:0]
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return filepath.Join(root, filepath.Join(done...)), nil
 }

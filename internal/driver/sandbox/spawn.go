@@ -35,6 +35,7 @@ type sandbox struct {
 	ctl   *os.File // the init's control socket (see sbinit.CtlFD)
 	out   *output
 	spec  driver.Spec
+	image string // digest of the function's own root file system, if any
 
 	http   *connPool   // http contract
 	lambda *runtimeAPI // lambda contract
@@ -47,12 +48,14 @@ type sandbox struct {
 	exitCode int           // valid after done
 	oomKills int64         // valid after done
 	memFails int64         // valid after done
-
-	destroyOnce sync.Once
 }
 
-// spawn starts an empty sandbox: namespaces, cgroup, root, waiting for a task.
-func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error) {
+// spawn starts an empty sandbox: namespaces, cgroup, a read-only root made
+// of the directory template (the driver's template or Config.RootFS, or a
+// function's own image) as rootMsg (an encoded sbinit.Root) describes,
+// waiting for a task. image is the digest of the function's image ("" for
+// the driver's root), released when the sandbox ends.
+func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, template, image string) (_ *sandbox, err error) {
 	if memory <= 0 {
 		memory = defaultMemory
 	}
@@ -113,6 +116,17 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 		attr.UseCgroupFD = true
 		attr.CgroupFD = int(cg.dirf.Fd())
 	}
+	if d.userNS {
+		// The init becomes root of its own user namespace (uid 0 there
+		// before it executes, so it keeps its capabilities, which now only
+		// reach the sandbox's namespaces), mapped to unprivileged host ids;
+		// setgroups drops the driver's supplementary groups.
+		attr.Cloneflags |= syscall.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(d.cfg.UserNSBase), Size: userNSSize}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(d.cfg.UserNSBase), Size: userNSSize}}
+		attr.GidMappingsEnableSetgroups = true
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
 	sb.cmd = &exec.Cmd{
 		Path: d.init.path,
 		Args: []string{sbinit.Arg0},
@@ -136,7 +150,7 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 			return nil, err
 		}
 	}
-	if err := sb.sendMsg(d.rootMsg, -1); err != nil {
+	if err := sb.sendRoot(rootMsg, template); err != nil {
 		return nil, fmt.Errorf("sandbox: configuring init: %w", err)
 	}
 	sb.netns, err = unix.Open("/proc/"+strconv.Itoa(sb.cmd.Process.Pid)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -156,19 +170,41 @@ func (d *Driver) spawn(ctx context.Context, memory int64) (_ *sandbox, err error
 		}
 		return nil, fmt.Errorf("sandbox: init: %s", strings.TrimPrefix(line, "error: "))
 	}
+	sb.image = image
 	go sb.wait()
 	return sb, nil
 }
 
-// sendMsg sends one message to the init, with fd attached if fd >= 0.
-func (sb *sandbox) sendMsg(msg []byte, fd int) error {
+// sendRoot sends the init its root configuration with the state directory
+// and template, opened through /proc/PID/root so that they belong to the
+// init's mount namespace (see sbinit.CtlFD).
+func (sb *sandbox) sendRoot(msg []byte, template string) error {
+	base := "/proc/" + strconv.Itoa(sb.cmd.Process.Pid) + "/root"
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, dir := range []string{sb.d.cfg.StateDir, template} {
+		fd, err := unix.Open(base+dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", dir, err)
+		}
+		fds = append(fds, fd)
+	}
+	return sb.sendMsg(msg, fds...)
+}
+
+// sendMsg sends one message to the init, with fds attached.
+func (sb *sandbox) sendMsg(msg []byte, fds ...int) error {
 	rc, err := sb.ctl.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var oob []byte
-	if fd >= 0 {
-		oob = unix.UnixRights(fd)
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
 	}
 	var serr error
 	err = rc.Write(func(s uintptr) bool {
@@ -267,6 +303,10 @@ func (sb *sandbox) wait() {
 		sb.d.log.Warn("sandbox: cgroup not removed", "err", err)
 	}
 	sb.out.drain()
+	sb.out.close() // every writer is gone: the reader has seen or will see EOF
+	if sb.image != "" {
+		sb.d.images.release(sb.image)
+	}
 	close(sb.done)
 }
 
@@ -287,11 +327,63 @@ func (sb *sandbox) kill(reason string) {
 
 // destroy kills the sandbox and waits until everything is released.
 func (sb *sandbox) destroy() {
-	sb.destroyOnce.Do(func() {
-		sb.kill("stopped")
-		<-sb.done
-		sb.out.close()
-	})
+	sb.kill("stopped")
+	<-sb.done
+}
+
+// stop ends a running function's sandbox, the way Lambda and Knative end an
+// instance they no longer need: the function's processes get SIGTERM and up
+// to grace to exit (stop returns as soon as they have), then whatever is
+// left is killed. A grace <= 0 kills at once. It returns once everything is
+// released, or with ctx's error when ctx ends first; the sandbox is then
+// already killed and its reaper (wait) finishes the release.
+func (sb *sandbox) stop(ctx context.Context, grace time.Duration) error {
+	if grace > 0 && sb.killReason.CompareAndSwap(nil, "stopped") && sb.signalFunction(unix.SIGTERM) > 0 {
+		t := time.NewTimer(grace)
+		select {
+		case <-sb.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	sb.kill("stopped")
+	select {
+	case <-sb.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// signalFunction sends sig to every process of the sandbox but its init
+// and returns how many it signalled. The pids come from the cgroup; each is
+// opened as a pidfd and checked to still be in the sandbox's PID namespace
+// before it is signalled, so a pid reused by a host process in between is
+// never hit.
+func (sb *sandbox) signalFunction(sig unix.Signal) int {
+	init := sb.cmd.Process.Pid
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(init) + "/ns/pid")
+	if err != nil {
+		return 0 // the init is gone, and the namespace with it
+	}
+	n := 0
+	for _, pid := range sb.cg.procs() {
+		if pid == init {
+			continue
+		}
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // exited
+		}
+		if cur, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid"); err == nil && cur == ns {
+			if unix.PidfdSendSignal(fd, sig, nil, 0) == nil {
+				n++
+			}
+		}
+		unix.Close(fd)
+	}
+	return n
 }
 
 // functionDir returns spec's directory as a detached, read-only mount the

@@ -26,24 +26,35 @@ const (
 func run() int {
 	syscall.CloseOnExec(CtlFD)
 	buf := make([]byte, 256<<10)
-	n, _, err := recv(buf, nil)
+	oob := make([]byte, syscall.CmsgSpace(2*4))
+	n, oobn, err := recv(buf, oob)
 	if err != nil || n == 0 {
 		return exitDiscarded
 	}
+	fds := rights(oob[:oobn])
+	what := "bad root config"
 	var r Root
-	if err := r.Unmarshal(buf[:n]); err != nil {
-		return fail("bad root config", err)
+	err = r.Unmarshal(buf[:n])
+	if err == nil && len(fds) != 2 {
+		err = errString("no state and template directories")
 	}
-	umask := syscall.Umask(0)
-	if err := buildRoot(&r); err != nil {
-		return fail("building the root", err)
+	if err == nil {
+		what = "building the root"
+		umask := syscall.Umask(0)
+		err = buildRoot(&r, "/proc/self/fd/"+itoa(uint64(fds[0]))+"/"+r.Mount, "/proc/self/fd/"+itoa(uint64(fds[1])))
+		syscall.Umask(umask)
 	}
-	syscall.Umask(umask)
+	// Descriptors of host directories lead out of the new root.
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
+	if err != nil {
+		return fail(what, err)
+	}
 	if err := send("ready", -1); err != nil {
 		return exitDiscarded
 	}
-	oob := make([]byte, syscall.CmsgSpace(4))
-	n, oobn, err := recv(buf, oob)
+	n, oobn, err = recv(buf, oob)
 	if err != nil {
 		syscall.Write(2, []byte("hearth-init: reading the task: "+err.Error()+"\n"))
 		return exitDiscarded
@@ -56,9 +67,11 @@ func run() int {
 		return fail("bad task", err)
 	}
 	dir := -1
-	if msgs, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
-		if fds, err := syscall.ParseUnixRights(&msgs[0]); err == nil && len(fds) == 1 {
-			dir = fds[0]
+	if fds := rights(oob[:oobn]); len(fds) == 1 {
+		dir = fds[0]
+	} else {
+		for _, fd := range fds {
+			syscall.Close(fd)
 		}
 	}
 	if dir < 0 {
@@ -82,6 +95,21 @@ func run() int {
 	}
 	syscall.Close(CtlFD)
 	return supervise(pid)
+}
+
+// rights returns the descriptors passed in a message's control data.
+func rights(oob []byte) []int {
+	var out []int
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	for i := range msgs {
+		if fds, err := syscall.ParseUnixRights(&msgs[i]); err == nil {
+			out = append(out, fds...)
+		}
+	}
+	return out
 }
 
 type errString string
@@ -143,13 +171,12 @@ var devices = [...]struct {
 // and detaches the host's root. It then sets the process-wide limits and
 // drops the capability bounding set, so a pooled sandbox waits for its task
 // with as little left to do as possible.
-func buildRoot(r *Root) error {
+func buildRoot(r *Root, root, template string) error {
 	if err := mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return err
 	}
-	root := r.Mount
 	const ro = syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
-	if err := mount(r.Template, root, "", syscall.MS_BIND, ""); err != nil {
+	if err := mount(template, root, "", syscall.MS_BIND, ""); err != nil {
 		return err
 	}
 	if err := mount("", root, "", ro, ""); err != nil {
@@ -169,7 +196,7 @@ func buildRoot(r *Root) error {
 		return err
 	}
 	for _, d := range devices {
-		if err := syscall.Mknod(dev+"/"+d.name, syscall.S_IFCHR|0o666, mkdev(d.major, d.minor)); err != nil {
+		if err := makeDevice(dev+"/"+d.name, d.name, d.major, d.minor, r.UserNS); err != nil {
 			return &mountErr{dev + "/" + d.name, err}
 		}
 	}
@@ -208,6 +235,21 @@ func buildRoot(r *Root) error {
 	}
 	syscall.Setrlimit(rlimitCore, &syscall.Rlimit{})
 	return dropBoundingSet()
+}
+
+// makeDevice creates the device node path. In a user namespace, which may
+// not create device nodes, it binds the host's /dev/name instead (the
+// host's root is still reachable: the init has not pivoted yet).
+func makeDevice(path, name string, major, minor uint32, userNS bool) error {
+	if !userNS {
+		return syscall.Mknod(path, syscall.S_IFCHR|0o666, mkdev(major, minor))
+	}
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o666)
+	if err != nil {
+		return err
+	}
+	syscall.Close(fd)
+	return syscall.Mount("/dev/"+name, path, "", syscall.MS_BIND, "")
 }
 
 // loopbackUp brings up lo, the only interface of the sandbox.

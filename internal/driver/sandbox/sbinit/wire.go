@@ -23,24 +23,34 @@ const (
 // CtlFD is the init's control socket (a SOCK_SEQPACKET unix socket). The
 // protocol, one message each way at a time:
 //
-//	driver → init: Root (encoded)
+//	driver → init: Root (encoded) with two descriptors (SCM_RIGHTS): the
+//	               driver's state directory and the root template, opened
+//	               in the init's mount namespace (through /proc/PID/root)
 //	init → driver: "ready", or "error: ..." (then the init exits)
 //	driver → init: Task (encoded) with the function directory as a detached
 //	               mount (SCM_RIGHTS); or EOF to discard a pooled sandbox
 //	init → driver: for a task with Port: "listening" with a connection to the
 //	               port (SCM_RIGHTS); else EOF once the function started; or
 //	               "error: ..."; or EOF because the function exited early.
+//
+// The init reaches its mount point and template through those descriptors
+// (as /proc/self/fd/N/...), not by their host paths: in a user namespace it
+// is an unprivileged host user, who may not search the directories above
+// them (a data directory under /root). It closes both once the root is
+// built: they lead out of it.
 const CtlFD = 3
 
 // Root describes the empty sandbox; it is the same for every sandbox of a
-// driver.
+// driver (the template, which a function may bring, comes as a descriptor).
 type Root struct {
-	Mount    string // host directory to mount the new root on
-	Template string // host directory bound read-only as the root
+	Mount    string // name, in the state directory, of the directory to mount the new root on
 	Binds    []Bind // read-only binds on top of the template (host dirs)
 	Hostname string
 	NoFile   uint64       // RLIMIT_NOFILE
 	Seccomp  []SockFilter // the compiled seccomp program
+	// UserNS is set when the init runs in a user namespace of its own,
+	// where it cannot create device nodes: /dev then gets the host's bound.
+	UserNS bool
 }
 
 // Bind is one read-only bind mount.
@@ -68,7 +78,7 @@ type Task struct {
 	Port uint16
 }
 
-const wireVersion = 1
+const wireVersion = 2
 
 // ErrWire reports a malformed message.
 var ErrWire = errors.New("sbinit: malformed message")
@@ -86,6 +96,14 @@ func (e *encoder) uint(v uint64) {
 func (e *encoder) str(s string) {
 	e.uint(uint64(len(s)))
 	e.b = append(e.b, s...)
+}
+
+func (e *encoder) bool(b bool) {
+	if b {
+		e.uint(1)
+	} else {
+		e.uint(0)
+	}
 }
 
 func (e *encoder) strs(ss []string) {
@@ -150,7 +168,6 @@ func (d *decoder) strs() []string {
 func (r *Root) Marshal() []byte {
 	e := encoder{b: []byte{wireVersion, 'R'}}
 	e.str(r.Mount)
-	e.str(r.Template)
 	e.uint(uint64(len(r.Binds)))
 	for _, b := range r.Binds {
 		e.str(b.Src)
@@ -165,6 +182,7 @@ func (r *Root) Marshal() []byte {
 		e.uint(uint64(f.Jf))
 		e.uint(uint64(f.K))
 	}
+	e.bool(r.UserNS)
 	return e.b
 }
 
@@ -175,7 +193,6 @@ func (r *Root) Unmarshal(b []byte) error {
 	}
 	d := decoder{b: b[2:]}
 	r.Mount = d.str()
-	r.Template = d.str()
 	n := d.len()
 	r.Binds = make([]Bind, 0, n)
 	for range n {
@@ -188,6 +205,7 @@ func (r *Root) Unmarshal(b []byte) error {
 	for range n {
 		r.Seccomp = append(r.Seccomp, SockFilter{Code: uint16(d.uint()), Jt: uint8(d.uint()), Jf: uint8(d.uint()), K: uint32(d.uint())})
 	}
+	r.UserNS = d.uint() != 0
 	if d.err == nil && len(d.b) != 0 {
 		d.err = ErrWire
 	}

@@ -6,8 +6,8 @@ import (
 )
 
 func TestWireRoundTrip(t *testing.T) {
-	r := Root{Mount: "/state/root", Template: "/state/rootfs-1", Binds: []Bind{{"/usr", "usr"}, {"/lib", "lib"}},
-		Hostname: "hearth", NoFile: 1024, Seccomp: []SockFilter{{0x20, 0, 0, 4}, {0x15, 1, 2, 0xc000003e}, {0x6, 0, 0, 0x7fff0000}}}
+	r := Root{Mount: "root", Binds: []Bind{{"/usr", "usr"}, {"/lib", "lib"}},
+		Hostname: "hearth", NoFile: 1024, Seccomp: []SockFilter{{0x20, 0, 0, 4}, {0x15, 1, 2, 0xc000003e}, {0x6, 0, 0, 0x7fff0000}}, UserNS: true}
 	var r2 Root
 	if err := r2.Unmarshal(r.Marshal()); err != nil || !reflect.DeepEqual(r, r2) {
 		t.Errorf("root: %v\n got %+v\nwant %+v", err, r2, r)

@@ -24,12 +24,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "boom at start")
 		os.Exit(3)
 	}
-	if behaviour == "ignore-term" {
+	switch behaviour {
+	case "ignore-term":
 		signalIgnoreTerm()
+	case "term-cleanup":
+		cleanUpOnTerm(200 * time.Millisecond)
 	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		switch behaviour {
-		case "hello":
+		case "hello", "term-cleanup":
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, "hello")
 		case "echo":
@@ -88,6 +91,9 @@ func abuse(w http.ResponseWriter, r *http.Request) {
 	case "/read":
 		b, err := os.ReadFile(arg)
 		report(err, fmt.Sprintf("%d bytes", len(b)))
+	case "/cat":
+		b, err := os.ReadFile(arg)
+		report(err, string(b))
 	case "/write":
 		report(os.WriteFile(arg, []byte("x"), 0o644), "written")
 	case "/ls":
@@ -146,6 +152,8 @@ func abuse(w http.ResponseWriter, r *http.Request) {
 			err = e
 		}
 		report(err, "attached")
+	case "/setuid":
+		report(syscall.Setuid(0), "uid 0")
 	case "/unshare":
 		report(syscall.Unshare(syscall.CLONE_NEWUSER), "unshared")
 	case "/status":
