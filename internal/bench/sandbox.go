@@ -92,6 +92,9 @@ func benchSandboxWarm(ctx context.Context, e *env) ([]Figure, error) {
 	if gw.Errors > 0 || base.Errors > 0 {
 		return nil, fmt.Errorf("errors: gateway %v, proxy %v", gw.Status, base.Status)
 	}
+	// The ceiling of any forwarder on this machine: the program itself,
+	// called directly (the "78.2k direct").
+	direct := Load{URL: target.String() + "/", Concurrency: conc, Duration: d, Lean: true, Process: true}.Run(ctx, c)
 	ratio := gw.RPS() / base.RPS()
 	perReq := func(r Result) float64 { return float64(r.CPU.Nanoseconds()) / 1e3 / float64(max(1, r.Requests)) }
 	cpuRatio := perReq(base) / perReq(gw)
@@ -100,6 +103,9 @@ func benchSandboxWarm(ctx context.Context, e *env) ([]Figure, error) {
 		{Name: "gateway → sandboxed Go http function, warm", Value: gw.RPS(), Unit: "req/s",
 			Baseline: "proxy", BaseVal: base.RPS(), Ratio: ratio, Target: "≥ 1.5×", Pass: pass(ratio >= 1.5),
 			Note: "client, forwarder and function share this machine's CPUs"},
+		{Name: "for reference: the Go http program called directly, no forwarder", Value: direct.RPS(), Unit: "req/s",
+			Baseline: "proxy", BaseVal: base.RPS(), Ratio: direct.RPS() / base.RPS(),
+			Note: "the most any forwarder's throughput can be here"},
 		{Name: "forwarder CPU per request: ReverseProxy (baseline)", Value: perReq(base), Unit: "µs"},
 		{Name: "forwarder CPU per request: gateway (auth, metrics, logs, metering)", Value: perReq(gw), Unit: "µs",
 			Baseline: "proxy", BaseVal: perReq(base), Ratio: cpuRatio, Target: "≥ 1.5× leaner", Pass: pass(cpuRatio >= 1.5),
