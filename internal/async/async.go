@@ -16,9 +16,11 @@
 //     an attempt of a redelivered message starts; the first attempt of a
 //     message delivered for the first time keeps its "running" record in
 //     the memory of the process running it, so a plain successful async
-//     invocation costs one status write. Status answers from that memory,
-//     then the bucket; an invocation without a record that is still in the
-//     stream is queued.
+//     invocation costs one status write. Status answers from that memory
+//     while the attempt runs, then from the bucket; an invocation without a
+//     record that is still in the stream is queued (so with several nodes
+//     on one NATS, a node other than the one running a first attempt
+//     reports it queued until it ends).
 //   - Stream HEARTH_DLQ (limits retention, 14 days), subject
 //     dlq.<function>.<id>: invocations that failed for good, with the
 //     original request, their attempts and last error.
@@ -36,8 +38,7 @@
 // crash took the ack, and the message is acked without running it again. A
 // message delivered for the first time with a fresh random id has no
 // record, so that read is skipped; if its attempt is cut short by a crash,
-// the redelivery finds no record and counts the deliveries that came before
-// it as attempts. A failure (an error, a timeout,
+// the redelivery finds no record and counts that one attempt. A failure (an error, a timeout,
 // HTTP 5xx or 429) is retried with exponential backoff (NakWithDelay) per the
 // function's manifest.Retry; one that has used its attempts, or whose next
 // attempt would start past its max age, is written to the dead-letter

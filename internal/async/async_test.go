@@ -500,3 +500,40 @@ func TestCachedPolicy(t *testing.T) {
 		t.Error("a function deployed after a miss is not seen")
 	}
 }
+
+// TestStatusOfFirstAttempt: a first attempt's running record lives in
+// memory; Status shows it while the function runs, and the stored final
+// record as soon as it is written, before the worker lets go of the id.
+func TestStatusOfFirstAttempt(t *testing.T) {
+	var q *Queue
+	var id string
+	var atFinish api.InvocationStatus
+	cfg := Config{Workers: 2, testHookFinished: func(fid string) {
+		atFinish, _ = q.Status(context.Background(), fid)
+	}}
+	q, f := newQueue(t, cfg)
+	running := make(chan api.InvocationStatus, 1)
+	f.add("slow", policy{}, func(n int, req *driver.Request) (*driver.Response, error) {
+		st, err := q.Status(context.Background(), req.ID)
+		if err != nil {
+			return nil, err
+		}
+		running <- st
+		return ok200("done")
+	})
+	id = enqueue(t, q, Request{Function: "slow"})
+	q.Start()
+	select {
+	case st := <-running:
+		if st.Status != api.StatusRunning || st.Attempts != 1 || st.StartedAt.IsZero() {
+			t.Errorf("while running: %+v", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the function did not run")
+	}
+	waitStatus(t, q, id, api.StatusSucceeded, 10*time.Second)
+	time.Sleep(50 * time.Millisecond) // the hook runs before the ack returns
+	if atFinish.Status != api.StatusSucceeded {
+		t.Errorf("Status once the final record was stored: %+v", atFinish)
+	}
+}

@@ -74,6 +74,15 @@ func (q *Queue) putStatus(ctx context.Context, rec *api.InvocationStatus) error 
 	if _, err := q.kv.Put(ctx, rec.ID, data); err != nil {
 		return fmt.Errorf("async: storing status of %s: %w", rec.ID, err)
 	}
+	if rec.Status != api.StatusRunning {
+		// The attempt is over: Status reads the bucket from now on, not
+		// the in-memory record of the running attempt.
+		q.mu.Lock()
+		if _, ok := q.running[rec.ID]; ok {
+			q.running[rec.ID] = nil
+		}
+		q.mu.Unlock()
+	}
 	return nil
 }
 

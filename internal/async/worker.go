@@ -114,10 +114,12 @@ func (q *Queue) handle(msg jetstream.Msg) {
 			attempts = rec.Attempts
 		}
 	} else if meta.NumDelivered > 1 {
-		// Delivered before without leaving a record: those deliveries'
-		// attempts were cut short by a crash (first attempts keep their
-		// running record in memory only).
-		attempts = int(meta.NumDelivered - 1)
+		// Delivered before without leaving a record. Only the first
+		// delivery can have run without one (a redelivery stores its
+		// running record before it runs; the others were put back
+		// before running), so at most that one attempt was cut short by
+		// a crash.
+		attempts = 1
 	}
 	now := q.cfg.Now()
 	j.rec = api.InvocationStatus{
