@@ -59,6 +59,7 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("the %s header must be 1 to %d printable ASCII characters", HeaderIdempotencyKey, async.MaxKeyLen))
 		return
 	}
+	dropInternalHeaders(r.Header)
 	limit := min(g.cfg.MaxBody, g.cfg.Async.MaxBody())
 	body, err := readBody(w, r, limit)
 	if err != nil {

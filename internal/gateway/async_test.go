@@ -16,6 +16,7 @@ import (
 	"github.com/hearthdev/hearth/internal/manifest"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/trigger"
 )
 
 const asyncTestKey = "test-key"
@@ -44,7 +45,8 @@ func (asyncInvoker) Invoke(ctx context.Context, fn *scheduler.Function, req *dri
 		return &driver.Response{Status: 500, Body: []byte("nope")}, scheduler.Outcome{}, nil
 	}
 	body := req.Method + " " + req.Path + "?" + req.RawQuery + " " + string(req.Body)
-	return &driver.Response{Status: 200, Header: http.Header{"X-Out": {"1"}}, Body: []byte(body)}, scheduler.Outcome{}, nil
+	seen := req.Header.Get(trigger.HeaderTrigger) + req.Header.Get(trigger.HeaderTriggerType) + req.Header.Get(trigger.HeaderEventHops)
+	return &driver.Response{Status: 200, Header: http.Header{"X-Out": {"1"}, "X-Seen": {seen}}, Body: []byte(body)}, scheduler.Outcome{}, nil
 }
 func (asyncInvoker) Status(string) api.FunctionStatus { return api.FunctionStatus{} }
 
@@ -232,5 +234,15 @@ func TestAsyncRoutes(t *testing.T) {
 	}
 	if w := do(t, gw, "POST", "/v1/dlq/nope/replay", ""); w.Code != http.StatusNotFound {
 		t.Errorf("replay unknown: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestCallersCannotForgeTriggerHeaders: the headers Hearth sets on the
+// requests of triggers and emitted events are dropped from callers' own.
+func TestCallersCannotForgeTriggerHeaders(t *testing.T) {
+	gw, _, _ := asyncGateway(t, false)
+	w := do(t, gw, "POST", "/fn/ok/x", "b", trigger.HeaderTrigger, "h", trigger.HeaderTriggerType, "http", trigger.HeaderEventHops, "0")
+	if w.Code != 200 || w.Header().Get("X-Seen") != "" {
+		t.Errorf("the function saw %q (status %d)", w.Header().Get("X-Seen"), w.Code)
 	}
 }

@@ -113,8 +113,8 @@ func New(cfg Config) *Gateway {
 	g.mux.HandleFunc("/v1/", g.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	}))
-	g.mux.HandleFunc("/fn/{name}", g.auth(g.invoke))
-	g.mux.HandleFunc("/fn/{name}/{path...}", g.auth(g.invoke))
+	g.mux.HandleFunc("/fn/{name}", g.auth(g.invokeFn))
+	g.mux.HandleFunc("/fn/{name}/{path...}", g.auth(g.invokeFn))
 	g.mountAsync()    // async.go
 	g.mountTriggers() // triggers.go
 	g.mux.HandleFunc("/", g.fallback)

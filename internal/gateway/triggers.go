@@ -91,6 +91,23 @@ func (g *Gateway) fallback(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, api.CodeNotFound, "no such route: "+r.URL.Path+"; functions are invoked on /fn/{name}, the API is under /v1")
 }
 
+// internalHeaders are set by Hearth on the requests of triggers and emitted
+// events; a caller's own are dropped, so that it cannot pass a call off as a
+// trigger's (its counters) or reset the loop guard of emitted events.
+var internalHeaders = []string{trigger.HeaderTrigger, trigger.HeaderTriggerType, trigger.HeaderEventHops}
+
+func dropInternalHeaders(h http.Header) {
+	for _, k := range internalHeaders {
+		h.Del(k)
+	}
+}
+
+// invokeFn serves /fn/{name}/{path...}.
+func (g *Gateway) invokeFn(w http.ResponseWriter, r *http.Request) {
+	dropInternalHeaders(r.Header)
+	g.invoke(w, r)
+}
+
 // invokeRoute invokes the function of an http trigger as /fn/{name} would,
 // with PATH_INFO the whole request path, X-Hearth-Route the matched pattern
 // and X-Hearth-Param-<Name> each of its wildcards.
@@ -101,6 +118,7 @@ func (g *Gateway) invokeRoute(w http.ResponseWriter, r *http.Request, rt trigger
 				r.Header.Del(k)
 			}
 		}
+		dropInternalHeaders(r.Header)
 		r.Header.Set("X-Hearth-Route", rt.Pattern)
 		r.Header.Set(trigger.HeaderTrigger, rt.Trigger)
 		r.Header.Set(trigger.HeaderTriggerType, manifest.TriggerHTTP)
