@@ -107,6 +107,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		stOpts.Listen, stOpts.ListenToken = cfg.NATSListen, tok
+		if !loopback(cfg.NATSListen) {
+			log.Warn("the NATS listener has no TLS: its token crosses the network in clear text; bind it to loopback or a private network", "addr", cfg.NATSListen)
+		}
 	}
 
 	st, err := store.Open(ctx, stOpts)
@@ -373,4 +376,17 @@ func loadOrCreateSecret(path, prefix, what string) (string, error) {
 		return "", err
 	}
 	return k, f.Close()
+}
+
+// loopback reports whether addr (host:port) binds only loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

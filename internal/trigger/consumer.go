@@ -84,6 +84,11 @@ func (r *runner) runConsumer(ctx context.Context) error {
 			Subjects:    []string{r.t.Subject},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
+			// Bounded: outside publishers (hearth up --nats-listen) must not
+			// fill the store that holds Hearth's own state.
+			MaxBytes: createdStreamMaxBytes,
+			MaxAge:   createdStreamMaxAge,
+			Discard:  jetstream.DiscardOld,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			s, err = js.Stream(ctx, streamName)

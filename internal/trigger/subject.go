@@ -47,8 +47,9 @@ func (r *runner) runSubject(ctx context.Context) error {
 	}
 	defer sub.Unsubscribe()
 	// Messages wait in the subscription while the workers are busy; the
-	// default limit (64 MiB) would drop a burst.
-	_ = sub.SetPendingLimits(-1, 1<<30)
+	// default limit (64 MiB) would drop a burst. Beyond this bound NATS
+	// drops them (a slow consumer): core NATS delivers at most once.
+	_ = sub.SetPendingLimits(-1, subjectPendingBytes)
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", r.t.Subject, err)
 	}

@@ -98,6 +98,17 @@ const (
 // MaxHops bounds chains of emitted events.
 const MaxHops = 16
 
+// Bounds of what outside publishers can make the node hold: a stream
+// Hearth creates for a stream trigger keeps at most createdStreamMaxBytes
+// and createdStreamMaxAge (the oldest messages go first), and a subject
+// trigger buffers at most subjectPendingBytes of messages its workers have
+// not taken yet.
+const (
+	createdStreamMaxBytes = 1 << 30
+	createdStreamMaxAge   = 7 * 24 * time.Hour
+	subjectPendingBytes   = 256 << 20
+)
+
 // Sentinel errors callers branch on.
 var (
 	// ErrUnknownTopic: no trigger subscribes to the topic (the same

@@ -366,6 +366,12 @@ func TestStreamTrigger(t *testing.T) {
 	waitFor(t, "consumer", 5*time.Second, func() bool { return n.m.List("shop")[0].State == api.TriggerRunning })
 	ctx := context.Background()
 	js := n.st.JetStream()
+	// The stream Hearth created is bounded.
+	if s, err := js.Stream(ctx, "ORDERS"); err != nil {
+		t.Fatal(err)
+	} else if c := s.CachedInfo().Config; c.MaxBytes != createdStreamMaxBytes || c.MaxAge != createdStreamMaxAge || c.Discard != jetstream.DiscardOld {
+		t.Errorf("created stream: max bytes %d, max age %s, discard %v", c.MaxBytes, c.MaxAge, c.Discard)
+	}
 	for i := range 20 {
 		if _, err := js.Publish(ctx, "shop.orders.new", []byte(`{"n":`+string(rune('0'+i%10))+`}`)); err != nil {
 			t.Fatal(err)
