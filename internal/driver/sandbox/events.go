@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -52,7 +51,8 @@ const (
 	// MaxEventBytes bounds the body of one event (413 past it), as on the
 	// gateway.
 	MaxEventBytes = 512 << 10
-	// Default rate limit of one sandbox's events (429 past it).
+	// Default rate limit of one function's events, all its sandboxes
+	// together (429 past it).
 	DefaultEventRate  = 1000 // events per second
 	DefaultEventBurst = 100
 	// eventsTimeout bounds publishing one event.
@@ -71,8 +71,9 @@ const eventsPath = "/v1/events/"
 //
 // Loop guard: an event the function sends is counted as the next link of
 // the deepest chain of emitted events among the invocations the instance
-// is running, or of the last one it started (for events sent in the
-// background after an invocation returned). Emitter refuses it past the
+// is running and those it started in the last hopsMemory (for events sent
+// in the background after an invocation returned; a shallower invocation
+// started meanwhile does not reset the chain). Emitter refuses it past the
 // chain limit (trigger.MaxHops), as for X-Hearth-Emit; the endpoint
 // answers 508.
 type eventsAPI struct {
@@ -86,12 +87,20 @@ type eventsAPI struct {
 	srv    *http.Server // nil until serve
 	wg     sync.WaitGroup
 
-	last atomic.Int64 // hops of the last invocation started
-
 	mu       sync.Mutex
 	closed   bool
 	inflight map[int]int // hops > 0 of running invocations → count
+	// recent is the depth of the deepest invocation started in the last
+	// hopsMemory (at recentAt), else of the last one started.
+	recent   int
+	recentAt time.Time
 }
+
+// hopsMemory is how long the endpoint remembers the depth of the deepest
+// invocation it started, for events the function sends in the background
+// after answering: a shallower invocation started meanwhile does not reset
+// the chain they continue.
+const hopsMemory = 10 * time.Second
 
 // newEventsHandler returns the endpoint of function fn, not yet serving.
 func newEventsHandler(fn string, emit Emitter, limit *rate.Limiter, log *slog.Logger) *eventsAPI {
@@ -110,8 +119,7 @@ func newEventsAPI(sb *sandbox) (*eventsAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: events endpoint listener: %w", err)
 	}
-	cfg := sb.d.cfg
-	a := newEventsHandler(sb.spec.Function, cfg.Emitter, rate.NewLimiter(rate.Limit(cfg.EventRate), cfg.EventBurst), sb.d.log)
+	a := newEventsHandler(sb.spec.Function, sb.d.cfg.Emitter, sb.d.eventLimiter(sb.spec.Function), sb.d.log)
 	a.serve(ln)
 	return a, nil
 }
@@ -170,12 +178,15 @@ func (a *eventsAPI) invoking(req *driver.Request) int {
 	}
 	h, _ := strconv.Atoi(req.Header.Get(headerEventHops))
 	h = min(max(h, 0), 1<<20)
-	a.last.Store(int64(h))
-	if h > 0 {
-		a.mu.Lock()
-		a.inflight[h]++
-		a.mu.Unlock()
+	now := time.Now()
+	a.mu.Lock()
+	if h >= a.recent || now.Sub(a.recentAt) > hopsMemory {
+		a.recent, a.recentAt = h, now
 	}
+	if h > 0 {
+		a.inflight[h]++
+	}
+	a.mu.Unlock()
 	return h
 }
 
@@ -192,14 +203,15 @@ func (a *eventsAPI) done(hops int) {
 }
 
 // hops is the depth an event the function sends now continues: the
-// deepest running invocation's, or the last started one's.
+// deepest of the running invocations and of those started in the last
+// hopsMemory (or the last one started, if none).
 func (a *eventsAPI) hops() int {
-	h := int(a.last.Load())
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := a.recent
 	for k := range a.inflight {
 		h = max(h, k)
 	}
-	a.mu.Unlock()
 	return h
 }
 
@@ -293,4 +305,20 @@ func eventsError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	b, _ := json.Marshal(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
 	w.Write(append(b, '\n'))
+}
+
+// eventLimiter is the rate limit of function fn's events, shared by all
+// its sandboxes, so that neither scaling out nor cold starts raise it.
+func (d *Driver) eventLimiter(fn string) *rate.Limiter {
+	d.eventsMu.Lock()
+	defer d.eventsMu.Unlock()
+	l := d.eventLimits[fn]
+	if l == nil {
+		if d.eventLimits == nil {
+			d.eventLimits = make(map[string]*rate.Limiter)
+		}
+		l = rate.NewLimiter(rate.Limit(d.cfg.EventRate), d.cfg.EventBurst)
+		d.eventLimits[fn] = l
+	}
+	return l
 }

@@ -157,12 +157,24 @@ func TestEventsHandler(t *testing.T) {
 		if got := em.last(t).hops; got != 3 {
 			t.Errorf("hops %d after an invocation 3 deep", got)
 		}
-		// A new invocation no event led to starts a new chain, unless a
-		// deeper one still runs.
+		// A shallower invocation started meanwhile does not reset the
+		// chain of events sent in the background...
 		a.invoking(&driver.Request{Header: http.Header{}})
 		post("/v1/events/orders.created", "x")
+		if got := em.last(t).hops; got != 3 {
+			t.Errorf("hops %d after an undirected invocation, right after one 3 deep", got)
+		}
+		// ... until the deeper one is hopsMemory old.
+		forget := func() {
+			a.mu.Lock()
+			a.recentAt = a.recentAt.Add(-2 * hopsMemory)
+			a.mu.Unlock()
+			a.invoking(&driver.Request{Header: http.Header{}})
+		}
+		forget()
+		post("/v1/events/orders.created", "x")
 		if got := em.last(t).hops; got != 0 {
-			t.Errorf("hops %d after an undirected invocation", got)
+			t.Errorf("hops %d after an undirected invocation, long after one 3 deep", got)
 		}
 		h5 := a.invoking(&driver.Request{Header: http.Header{trigger.HeaderEventHops: {"5"}}})
 		a.invoking(&driver.Request{Header: http.Header{}})
@@ -171,9 +183,10 @@ func TestEventsHandler(t *testing.T) {
 			t.Errorf("hops %d while an invocation 5 deep runs", got)
 		}
 		a.done(h5)
+		forget()
 		resp, body := post("/v1/events/orders.created", "x")
 		if got := em.last(t).hops; got != 0 || resp.StatusCode != http.StatusAccepted {
-			t.Errorf("hops %d after it ended: %d %s", got, resp.StatusCode, body)
+			t.Errorf("hops %d long after it ended: %d %s", got, resp.StatusCode, body)
 		}
 		// Too deep: refused by the emitter, 508.
 		h16 := a.invoking(&driver.Request{Header: http.Header{trigger.HeaderEventHops: {"16"}}})
@@ -183,7 +196,7 @@ func TestEventsHandler(t *testing.T) {
 			t.Errorf("too deep: %d %s", resp.StatusCode, body)
 		}
 		a.done(h16)
-		a.invoking(&driver.Request{Header: http.Header{}})
+		forget()
 	})
 	for _, c := range []struct {
 		name, method, path, body string
@@ -398,4 +411,17 @@ func (b *blockingEmitter) Emit(ctx context.Context, topic string, e *events.Even
 func openFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	return len(ents)
+}
+
+// TestEventLimiterPerFunction: a function's sandboxes share one rate limit,
+// so scaling out or a cold start does not raise it.
+func TestEventLimiterPerFunction(t *testing.T) {
+	d := &Driver{cfg: Config{EventRate: 1, EventBurst: 2}}
+	a1, a2, b := d.eventLimiter("a"), d.eventLimiter("a"), d.eventLimiter("b")
+	if a1 != a2 || a1 == b {
+		t.Fatal("limiters are not per function")
+	}
+	if !a1.Allow() || !a2.Allow() || a1.Allow() || !b.Allow() {
+		t.Error("the burst of 2 is not shared by the function's sandboxes")
+	}
 }

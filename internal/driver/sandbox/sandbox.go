@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/hearthdev/hearth/internal/artifact"
 	"github.com/hearthdev/hearth/internal/driver"
@@ -106,7 +107,7 @@ type Config struct {
 	// Emitter, if set, publishes the events functions send to their
 	// events endpoint ($HEARTH_EVENTS_API, events.go); nil: no endpoint.
 	Emitter    Emitter
-	EventRate  float64 // events per second one sandbox may send; default 1000
+	EventRate  float64 // events per second one function may send (all its sandboxes); default 1000
 	EventBurst int     // default 100
 
 	reexecInit   bool // tests: re-execute this binary as init instead of the embedded one
@@ -148,6 +149,9 @@ type Driver struct {
 	poolStop chan struct{}
 	poolWG   sync.WaitGroup
 	starting atomic.Int32 // starts in flight (the pool defers refills while > 0)
+
+	eventsMu    sync.Mutex
+	eventLimits map[string]*rate.Limiter // per function (events.go)
 }
 
 var (
