@@ -177,7 +177,11 @@ func (x *imageExtractor) extract(tr *tar.Reader) (*Info, error) {
 		if err := x.mkdirAll(path.Dir(name)); err != nil {
 			return nil, err
 		}
-		perm := fs.FileMode(hdr.Mode) & fs.ModePerm // no setuid, setgid or sticky
+		// No setuid, setgid or sticky bit, and nothing writable by group
+		// or others: the sandbox mounts the tree read-only anyway, and the
+		// host's copy must not be a place where local users plant files
+		// (an image's 1777 /var/tmp).
+		perm := fs.FileMode(hdr.Mode) & fs.ModePerm &^ 0o022
 		switch {
 		case k == kindDir:
 			err = x.mkdirAll(name)

@@ -60,7 +60,12 @@ type fileID struct {
 }
 
 func newImages(dir string, lim artifact.RootFSLimits, log *slog.Logger) (*images, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Only Hearth reads the trees on the host: the init gets a tree as a
+	// descriptor, so nothing needs to search this directory.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	im := &images{dir: dir, lim: lim, log: log, digests: map[fileID]string{},
@@ -82,8 +87,8 @@ func (im *images) removeStale() {
 		if !ok {
 			continue
 		}
-		pid, _, _ := strings.Cut(rest, "-")
-		if _, err := os.Stat("/proc/" + pid); err != nil || pid == "" {
+		owner, _, _ := strings.Cut(rest, "-")
+		if staleOwner(owner) {
 			os.RemoveAll(filepath.Join(im.dir, name))
 		}
 	}
@@ -93,7 +98,7 @@ func (im *images) removeStale() {
 func (im *images) tempName(kind string) string {
 	var b [6]byte
 	rand.Read(b[:])
-	return filepath.Join(im.dir, kind+strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b[:]))
+	return filepath.Join(im.dir, kind+ownerToken()+"-"+hex.EncodeToString(b[:]))
 }
 
 // tarball checks spec's RootFS and returns its path and identity.
@@ -266,4 +271,52 @@ func (im *images) forget(spec driver.Spec) {
 	delete(im.digests, id)
 	delete(im.refs[digest], refKey(spec))
 	im.removeUnused(digest) // unlocks
+}
+
+// The names of what a driver leaves on the host while it runs (temporary
+// trees, templates, cgroups) start with its process's owner token, so that
+// a later process can tell which are left over from a dead one.
+
+// ownerToken is "<pid>.<start time>" of this process: the start time (in
+// clock ticks since boot, /proc/self/stat) tells a process from a later
+// one with the same pid — in a container Hearth often gets the same pid
+// after every restart.
+var ownerToken = sync.OnceValue(func() string {
+	pid := strconv.Itoa(os.Getpid())
+	return pid + "." + procStart(pid)
+})
+
+// procStart returns the start time of process pid, or "" if there is none.
+func procStart(pid string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return ""
+	}
+	// Field 22; the command (field 2) is in parentheses and may hold
+	// spaces, so count from the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// staleOwner reports whether token, the owner token in a name, belongs to
+// no live process: the pid is gone, or now names a later process.
+func staleOwner(token string) bool {
+	pid, start, ok := strings.Cut(token, ".")
+	if pid == "" {
+		return true
+	}
+	if !ok {
+		// A bare pid, as earlier versions named things: stale once the
+		// process is gone.
+		_, err := os.Stat("/proc/" + pid)
+		return err != nil
+	}
+	return procStart(pid) != start
 }

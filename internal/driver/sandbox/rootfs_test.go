@@ -315,3 +315,20 @@ func TestConfigRootFS(t *testing.T) {
 		t.Errorf("a host command on an imported root: %v", err)
 	}
 }
+
+// TestStaleOwner: leftovers are told apart from a live process's by pid and
+// start time, so a later process with the same pid cleans them up.
+func TestStaleOwner(t *testing.T) {
+	if staleOwner(ownerToken()) {
+		t.Error("this process's own token is stale")
+	}
+	pid, start, _ := strings.Cut(ownerToken(), ".")
+	if staleOwner(pid) {
+		t.Error("this process's bare pid (earlier versions' names) is stale")
+	}
+	for _, tok := range []string{"", "garbage", "999999999", pid + ".1" + start, "999999999." + start} {
+		if !staleOwner(tok) {
+			t.Errorf("%q is not stale", tok)
+		}
+	}
+}

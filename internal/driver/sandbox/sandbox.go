@@ -234,7 +234,7 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.UserNS && (cfg.UID >= userNSSize || cfg.GID >= userNSSize || cfg.UserNSBase > math.MaxUint32-userNSSize) {
 		return nil, fmt.Errorf("sandbox: with user namespaces, UID and GID must be below %d and UserNSBase at most %d", userNSSize, math.MaxUint32-userNSSize)
 	}
-	prefix := fmt.Sprintf("%d-%x", os.Getpid(), time.Now().UnixNano()&0xffffff)
+	prefix := fmt.Sprintf("%s-%x", ownerToken(), time.Now().UnixNano()&0xffffff)
 	rc := sbinit.Root{Mount: filepath.Base(root), Hostname: "hearth", NoFile: cfg.NoFile, Seccomp: filter}
 	var undo []func()
 	cleanup := func() {
@@ -354,21 +354,17 @@ func (d *Driver) removeStale() {
 	if d.template != "" {
 		old, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "rootfs-*"))
 		for _, dir := range old {
-			pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), "rootfs-"), "-")
-			if _, err := os.Stat("/proc/" + pid); err != nil {
+			owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), "rootfs-"), "-")
+			if staleOwner(owner) {
 				os.RemoveAll(dir)
 			}
 		}
 	}
 	for _, dir := range d.cg.children() {
-		pid, _, ok := strings.Cut(filepath.Base(dir), "-")
-		if !ok {
-			continue
+		owner, _, ok := strings.Cut(filepath.Base(dir), "-")
+		if ok && staleOwner(owner) {
+			_ = unix.Rmdir(dir)
 		}
-		if _, err := os.Stat("/proc/" + pid); err == nil {
-			continue
-		}
-		_ = unix.Rmdir(dir)
 	}
 }
 
