@@ -22,12 +22,14 @@ var updateInit = flag.Bool("update-init", false, "rebuild the embedded init bina
 // initArches are the architectures with an embedded init (init_embed_*.go).
 var initArches = []string{"amd64", "arm64"}
 
-// initSourceHash hashes the init's Go sources (package sbinit and the
-// initbin command, tests excluded).
+// initSourceHash hashes the init's sources (Go and assembly of package
+// sbinit and the initbin command, tests excluded).
 func initSourceHash(t *testing.T) string {
 	h := sha256.New()
 	for _, dir := range []string{"sbinit", "initbin"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		asm, _ := filepath.Glob(filepath.Join(dir, "*.s"))
+		files = append(files, asm...)
 		sort.Strings(files)
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {

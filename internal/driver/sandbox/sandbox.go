@@ -2,19 +2,25 @@
 
 // Package sandbox is Hearth's Linux sandbox driver: it runs a function's
 // program, in any language, inside fresh PID, mount, network, IPC and UTS
-// namespaces (and, with Config.UserNS, a user namespace), a cgroup with
-// memory, pids and CPU limits, a read-only root assembled from the host's
-// runtime directories or imported from the function's own tarball (a
-// container image, see images.go), and a seccomp filter, as an
-// unprivileged user with no capabilities.
+// namespaces, a cgroup with memory, pids and CPU limits, a read-only root
+// assembled from the host's runtime directories or imported from the
+// function's own tarball (a container image, see images.go), and a seccomp
+// filter, as an unprivileged user with no capabilities: by default in a
+// user namespace of the function's own that maps that user (nobody) to a
+// host uid and gid no other sandbox has (see userns.go; where the kernel
+// refuses user namespaces, New says so in its log and functions run as the
+// host's nobody).
 //
 // A sandbox's PID 1 is a small init program (package sbinit, embedded
 // pre-built from ./initbin; MaybeRunInit must still be called first thing in
 // main for architectures without an embedded build). The init binds a root
-// template the driver prepared once, waits for a task (so empty sandboxes
-// can be pre-built in a pool), then mounts the function's directory, drops
-// privileges and starts the function, staying as PID 1 to reap zombies and
-// report the function's exit status.
+// template the driver prepared once, makes the function's user namespace
+// and waits for a task (so empty sandboxes can be pre-built in a pool), then
+// mounts the function's directory and starts the function in that user
+// namespace without privileges, staying as PID 1 to reap zombies and report
+// the function's exit status. The init itself stays root in the host's user
+// namespace, which owns the sandbox's other namespaces; it runs no code but
+// its own.
 //
 // A timeout kills the whole sandbox at once. Stopping an instance (idle
 // keep-alive expiry, removal, shutdown) is graceful instead, as in Lambda's
@@ -85,19 +91,11 @@ type Config struct {
 	NoFile           uint64  // open files per process; default 1024
 	TmpBytes         int64   // size of /tmp; default min(64 MiB, memory/2)
 	MaxResponseBytes int64   // largest response body; default 32 MiB
-	UID, GID         int     // user the function runs as (inside the user namespace, if any); default 65534 (nobody)
-	// UserNS runs each sandbox in a user namespace of its own: the init's
-	// root and the function's user are then the unprivileged host uids and
-	// gids UserNSBase+0 … UserNSBase+65535, and the init's capabilities
-	// reach only the sandbox's namespaces. New probes the kernel and falls
-	// back, with a log line, when it refuses. Off by default: Go creates a
-	// process in a new user namespace with a full fork of the driver
-	// instead of a vfork, which adds 3 ms or more (growing with the
-	// driver's memory) to every sandbox start (BenchmarkColdStartUserNS).
-	UserNS bool
-	// UserNSBase is the first host uid and gid of the range the sandboxes'
-	// user namespaces map (a range no host user should own, like a
-	// subordinate id range). Default 2^30 (1073741824).
+	UID, GID         int     // user the function runs as, inside its user namespace (on the host without one); default 65534 (nobody)
+	// UserNSBase is the first of the 65536 host uids (and gids) the
+	// functions' user namespaces map UID (GID) to, one per live sandbox
+	// (see userns.go): a range no host user may own, like a subordinate id
+	// range. Default 2^30 (1073741824); at least 65536.
 	UserNSBase uint32
 	// StopGrace is how long a stopped instance's function has between
 	// SIGTERM and SIGKILL (keep-alive expiry, removal, shutdown; a timeout
@@ -118,7 +116,7 @@ const (
 	defaultMemory     = 128 << 20
 	defaultStopGrace  = 2 * time.Second
 	defaultUserNSBase = 1 << 30
-	userNSSize        = 65536 // ids a sandbox's user namespace maps
+	userNSSize        = 65536 // host ids from UserNSBase on
 	funcPort          = 8080
 	lambdaPort        = 9001
 )
@@ -129,11 +127,12 @@ type Driver struct {
 	log      *slog.Logger
 	cg       *cgroupRoot
 	root     string       // mount point for sandbox roots
-	rootMsg  []byte       // the encoded sbinit.Root of sandboxes on rootDir
-	imageMsg []byte       // the same for sandboxes on a function's image: no binds
+	rootCfg  sbinit.Root  // the init's configuration for sandboxes on rootDir
+	imageCfg sbinit.Root  // the same for sandboxes on a function's image: no binds
 	template string       // the root template New built ("" with RootFS)
 	images   *images      // root file systems functions bring (Spec.RootFS)
-	userNS   bool         // sandboxes get a user namespace
+	userNS   bool         // functions get a user namespace (the probe passed)
+	hostIDs  *hostIDs     // their host uids and gids
 	rootDir  string       // the template, or cfg.RootFS
 	init     *initProgram // the init's executable
 	hostNS   int          // the host's network namespace
@@ -216,11 +215,6 @@ func New(cfg Config) (*Driver, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: state dir: %w", err)
 	}
-	// An init in a user namespace, an unprivileged host user, looks its
-	// mount point up in the state directory.
-	if err := os.Chmod(cfg.StateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: state dir: %w", err)
-	}
 	if err := probeMountAPI(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -231,11 +225,15 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.UserNSBase == 0 {
 		cfg.UserNSBase = defaultUserNSBase
 	}
-	if cfg.UserNS && (cfg.UID >= userNSSize || cfg.GID >= userNSSize || cfg.UserNSBase > math.MaxUint32-userNSSize) {
-		return nil, fmt.Errorf("sandbox: with user namespaces, UID and GID must be below %d and UserNSBase at most %d", userNSSize, math.MaxUint32-userNSSize)
+	if cfg.UID < 0 || int64(cfg.UID) >= math.MaxUint32 || cfg.GID < 0 || int64(cfg.GID) >= math.MaxUint32 {
+		return nil, fmt.Errorf("sandbox: UID and GID must be between 1 and %d", uint32(math.MaxUint32-1))
+	}
+	if cfg.UserNSBase < userNSSize || cfg.UserNSBase > math.MaxUint32-userNSSize {
+		return nil, fmt.Errorf("sandbox: UserNSBase must be between %d and %d", userNSSize, uint32(math.MaxUint32-userNSSize))
 	}
 	prefix := fmt.Sprintf("%s-%x", ownerToken(), time.Now().UnixNano()&0xffffff)
-	rc := sbinit.Root{Mount: filepath.Base(root), Hostname: "hearth", NoFile: cfg.NoFile, Seccomp: filter}
+	rc := sbinit.Root{Mount: filepath.Base(root), Hostname: "hearth", NoFile: cfg.NoFile, Seccomp: filter,
+		User: sbinit.User{UID: uint32(cfg.UID), GID: uint32(cfg.GID)}}
 	var undo []func()
 	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -291,46 +289,23 @@ func New(cfg Config) (*Driver, error) {
 		instances: map[*Instance]struct{}{},
 		poolStop:  make(chan struct{}),
 		poolWake:  make(chan struct{}, 1),
+		hostIDs:   newHostIDs(cfg.UserNSBase, userNSSize),
 	}
 	d.removeStale()
-	if cfg.UserNS {
-		rc.UserNS, d.userNS = true, true
-		d.rootMsg = rc.Marshal()
-		if err := d.probeUserNS(); err != nil {
-			d.log.Warn("sandbox: user namespaces unavailable; sandboxes run without one (the function still runs as an unprivileged user)", "err", err)
-			rc.UserNS, d.userNS = false, false
-		} else {
-			d.log.Info("sandbox: user namespaces on", "host_uids", fmt.Sprintf("%d-%d", cfg.UserNSBase, cfg.UserNSBase+userNSSize-1))
-		}
+	d.rootCfg = rc
+	d.imageCfg = rc
+	d.imageCfg.Binds = nil
+	if err := d.probeUserNS(); err != nil {
+		d.log.Warn("sandbox: user namespaces unavailable; functions share one host uid instead of one each", "uid", cfg.UID, "err", err)
+	} else {
+		d.log.Info("sandbox: user namespaces on", "host_uids", fmt.Sprintf("%d-%d", cfg.UserNSBase, cfg.UserNSBase+userNSSize-1))
 	}
-	d.rootMsg = rc.Marshal()
-	rc.Binds = nil
-	d.imageMsg = rc.Marshal()
 	if cfg.Pool > 0 {
 		d.pool = make(chan *sandbox, cfg.Pool)
 		d.poolWG.Add(1)
 		go d.fillPool()
 	}
 	return d, nil
-}
-
-// probeUserNS starts one empty sandbox in a user namespace and reports why
-// that failed, if it did.
-func (d *Driver) probeUserNS() error {
-	if d.cfg.refuseUserNS {
-		return errors.New("refused for the test")
-	}
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
-		return errors.New("user.max_user_namespaces is 0")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sb, err := d.spawn(ctx, 0, d.rootMsg, d.rootDir, "")
-	if err != nil {
-		return err
-	}
-	sb.destroy()
-	return nil
 }
 
 // probeMountAPI checks for the mount API the driver uses to hand a
@@ -550,7 +525,7 @@ func (d *Driver) startSandbox(ctx context.Context, spec driver.Spec) (*sandbox, 
 		}
 		if sb == nil {
 			var err error
-			if sb, err = d.spawn(ctx, spec.MemoryBytes, d.rootMsg, d.rootDir, ""); err != nil {
+			if sb, err = d.spawn(ctx, spec.MemoryBytes, d.rootCfg, d.rootDir, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -567,7 +542,7 @@ func (d *Driver) spawnOn(ctx context.Context, spec driver.Spec, root, digest str
 	if err := checkCommand(spec, root); err != nil {
 		return nil, err
 	}
-	return d.spawn(ctx, spec.MemoryBytes, d.imageMsg, root, digest)
+	return d.spawn(ctx, spec.MemoryBytes, d.imageCfg, root, digest)
 }
 
 // poolQuiet bounds how long a refill waits for starts in flight: building a
@@ -599,7 +574,7 @@ func (d *Driver) fillPool() {
 			return
 		default:
 		}
-		sb, err := d.spawn(context.Background(), 0, d.rootMsg, d.rootDir, "")
+		sb, err := d.spawn(context.Background(), 0, d.rootCfg, d.rootDir, "")
 		if err != nil {
 			d.log.Warn("sandbox pool: building a sandbox failed", "err", err)
 			select {
@@ -662,9 +637,10 @@ func (d *Driver) Close(ctx context.Context) error {
 }
 
 // Leaks reports sandbox resources the driver still holds: its instance
-// cgroups (directories under the cgroup parent), and sandbox roots mounted
-// in the host's mount namespace (there should never be any). Tests use it
-// after stopping everything; pooled sandboxes count until Close.
+// cgroups (directories under the cgroup parent), host ids of user
+// namespaces, and sandbox roots mounted in the host's mount namespace
+// (there should never be any). Tests use it after stopping everything;
+// pooled sandboxes count until Close.
 func (d *Driver) Leaks() error {
 	var problems []string
 	n := 0
@@ -675,6 +651,9 @@ func (d *Driver) Leaks() error {
 	}
 	if n > 0 {
 		problems = append(problems, fmt.Sprintf("%d cgroups under %s", n, d.cfg.CgroupParent))
+	}
+	if n = d.hostIDs.inUse(); n > 0 {
+		problems = append(problems, fmt.Sprintf("%d host ids of user namespaces handed out", n))
 	}
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), d.root) {
 		problems = append(problems, "a sandbox root is mounted in the host namespace")
@@ -733,8 +712,6 @@ func (d *Driver) taskFor(spec driver.Spec) sbinit.Task {
 		Argv:     spec.Command,
 		Env:      list,
 		TmpBytes: tmp,
-		UID:      uint32(d.cfg.UID),
-		GID:      uint32(d.cfg.GID),
 	}
 	if spec.Protocol == "http" {
 		t.Port = funcPort

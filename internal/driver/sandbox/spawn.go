@@ -36,6 +36,9 @@ type sandbox struct {
 	out   *output
 	spec  driver.Spec
 	image string // digest of the function's own root file system, if any
+	// hostID is the function's host uid and gid (see userns.go), 0 without
+	// a user namespace.
+	hostID uint32
 
 	http   *connPool   // http contract
 	lambda *runtimeAPI // lambda contract
@@ -52,10 +55,10 @@ type sandbox struct {
 
 // spawn starts an empty sandbox: namespaces, cgroup, a read-only root made
 // of the directory template (the driver's template or Config.RootFS, or a
-// function's own image) as rootMsg (an encoded sbinit.Root) describes,
-// waiting for a task. image is the digest of the function's image ("" for
-// the driver's root), released when the sandbox ends.
-func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, template, image string) (_ *sandbox, err error) {
+// function's own image) as root describes, and the function's user
+// namespace, waiting for a task. image is the digest of the function's
+// image ("" for the driver's root), released when the sandbox ends.
+func (d *Driver) spawn(ctx context.Context, memory int64, root sbinit.Root, template, image string) (_ *sandbox, err error) {
 	if memory <= 0 {
 		memory = defaultMemory
 	}
@@ -85,8 +88,17 @@ func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, templa
 				unix.Close(sb.netns)
 			}
 			cg.destroy()
+			if sb.hostID != 0 {
+				d.hostIDs.put(sb.hostID)
+			}
 		}
 	}()
+	if d.userNS {
+		if sb.hostID, err = d.hostIDs.get(); err != nil {
+			return nil, err
+		}
+		root.User.HostUID, root.User.HostGID = sb.hostID, sb.hostID
+	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: control socket: %w", err)
@@ -116,17 +128,6 @@ func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, templa
 		attr.UseCgroupFD = true
 		attr.CgroupFD = int(cg.dirf.Fd())
 	}
-	if d.userNS {
-		// The init becomes root of its own user namespace (uid 0 there
-		// before it executes, so it keeps its capabilities, which now only
-		// reach the sandbox's namespaces), mapped to unprivileged host ids;
-		// setgroups drops the driver's supplementary groups.
-		attr.Cloneflags |= syscall.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(d.cfg.UserNSBase), Size: userNSSize}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(d.cfg.UserNSBase), Size: userNSSize}}
-		attr.GidMappingsEnableSetgroups = true
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
 	sb.cmd = &exec.Cmd{
 		Path: d.init.path,
 		Args: []string{sbinit.Arg0},
@@ -150,12 +151,8 @@ func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, templa
 			return nil, err
 		}
 	}
-	if err := sb.sendRoot(rootMsg, template); err != nil {
+	if err := sb.sendRoot(root.Marshal(), template); err != nil {
 		return nil, fmt.Errorf("sandbox: configuring init: %w", err)
-	}
-	sb.netns, err = unix.Open("/proc/"+strconv.Itoa(sb.cmd.Process.Pid)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: opening network namespace: %w", err)
 	}
 	line, fd, err := sb.readMsg(ctx)
 	if fd >= 0 {
@@ -169,6 +166,10 @@ func (d *Driver) spawn(ctx context.Context, memory int64, rootMsg []byte, templa
 			line = "the init exited"
 		}
 		return nil, fmt.Errorf("sandbox: init: %s", strings.TrimPrefix(line, "error: "))
+	}
+	sb.netns, err = unix.Open("/proc/"+strconv.Itoa(sb.cmd.Process.Pid)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: opening network namespace: %w", err)
 	}
 	sb.image = image
 	go sb.wait()
@@ -301,6 +302,9 @@ func (sb *sandbox) wait() {
 	sb.ctl.Close()
 	if err := sb.cg.destroy(); err != nil {
 		sb.d.log.Warn("sandbox: cgroup not removed", "err", err)
+	}
+	if sb.hostID != 0 {
+		sb.d.hostIDs.put(sb.hostID) // its processes are gone with the PID namespace
 	}
 	sb.out.drain()
 	sb.out.close() // every writer is gone: the reader has seen or will see EOF

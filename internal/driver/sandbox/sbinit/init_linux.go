@@ -48,6 +48,15 @@ func run() int {
 	for _, fd := range fds {
 		syscall.Close(fd)
 	}
+	userNS := -1 // the function's, if any
+	if err == nil && r.User.HostUID != 0 {
+		what = "creating the function's user namespace"
+		userNS, err = newUserNS(&r.User)
+	}
+	if err == nil && r.Probe {
+		what = "starting the function's process"
+		err = probe(&r, userNS)
+	}
 	if err != nil {
 		return fail(what, err)
 	}
@@ -78,7 +87,7 @@ func run() int {
 		return fail("bad task", errString("no function directory"))
 	}
 	buf = nil
-	pid, err := startTask(&t, dir, r.Seccomp)
+	pid, err := startTask(&t, dir, &r, userNS)
 	if err != nil {
 		return fail("starting "+t.Argv[0], err)
 	}
@@ -196,7 +205,7 @@ func buildRoot(r *Root, root, template string) error {
 		return err
 	}
 	for _, d := range devices {
-		if err := makeDevice(dev+"/"+d.name, d.name, d.major, d.minor, r.UserNS); err != nil {
+		if err := syscall.Mknod(dev+"/"+d.name, syscall.S_IFCHR|0o666, mkdev(d.major, d.minor)); err != nil {
 			return &mountErr{dev + "/" + d.name, err}
 		}
 	}
@@ -237,21 +246,6 @@ func buildRoot(r *Root, root, template string) error {
 	return dropBoundingSet()
 }
 
-// makeDevice creates the device node path. In a user namespace, which may
-// not create device nodes, it binds the host's /dev/name instead (the
-// host's root is still reachable: the init has not pivoted yet).
-func makeDevice(path, name string, major, minor uint32, userNS bool) error {
-	if !userNS {
-		return syscall.Mknod(path, syscall.S_IFCHR|0o666, mkdev(major, minor))
-	}
-	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o666)
-	if err != nil {
-		return err
-	}
-	syscall.Close(fd)
-	return syscall.Mount("/dev/"+name, path, "", syscall.MS_BIND, "")
-}
-
 // loopbackUp brings up lo, the only interface of the sandbox.
 func loopbackUp() error {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
@@ -269,8 +263,10 @@ func loopbackUp() error {
 }
 
 // dropBoundingSet empties this thread's capability bounding and ambient
-// sets; the function's permitted and effective sets go when its uid changes
-// from root. The init keeps its own capabilities (it never executes).
+// sets, which a function started without a user namespace inherits (one in
+// a user namespace starts with a full bounding set and empties it itself,
+// see fork_linux.go). The init keeps its own capabilities (it never
+// executes).
 func dropBoundingSet() error {
 	for c := uintptr(0); c < 64; c++ {
 		_, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapbsetDrop, c, 0, 0, 0, 0)
@@ -285,9 +281,10 @@ func dropBoundingSet() error {
 	return nil
 }
 
-// startTask mounts the function's files and /tmp, installs the seccomp
-// filter and starts the function as the task's user. It returns its pid.
-func startTask(t *Task, dir int, filter []SockFilter) (int, error) {
+// startTask mounts the function's files and /tmp and starts the function
+// as r's user, in the user namespace userNS if it is a descriptor (see
+// fork_linux.go). It returns its pid.
+func startTask(t *Task, dir int, r *Root, userNS int) (int, error) {
 	err := moveMount(dir, "/var/task")
 	syscall.Close(dir)
 	if err != nil {
@@ -307,39 +304,57 @@ func startTask(t *Task, dir int, filter []SockFilter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	null, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
+	p := &process{user: r.User, userNS: userNS, exec: true}
+	if p.prog, err = fprog(r.Seccomp); err != nil {
 		return 0, err
 	}
-	defer syscall.Close(null)
-	if err := loadFilter(filter); err != nil {
+	if p.path, err = syscall.BytePtrFromString(path); err != nil {
 		return 0, err
 	}
-	return syscall.ForkExec(path, t.Argv, &syscall.ProcAttr{
-		Env:   t.Env,
-		Files: []uintptr{uintptr(null), 1, 2},
-		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: t.UID, Gid: t.GID, Groups: []uint32{}},
-		},
-	})
+	if p.argv, err = syscall.SlicePtrFromStrings(t.Argv); err != nil {
+		return 0, err
+	}
+	if p.envv, err = syscall.SlicePtrFromStrings(t.Env); err != nil {
+		return 0, err
+	}
+	if p.stdin, err = syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != nil {
+		return 0, err
+	}
+	defer syscall.Close(p.stdin)
+	return startProcess(p)
 }
 
-// loadFilter sets no_new_privs and installs prog on the calling thread.
-func loadFilter(prog []SockFilter) error {
-	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
-		return &mountErr{"no_new_privs", e}
+// probe checks that a function could start as r's user, in userNS: a
+// child goes through every step of startProcess but the exec, and exits.
+func probe(r *Root, userNS int) error {
+	p := &process{user: r.User, userNS: userNS, stdin: -1}
+	var err error
+	if p.prog, err = fprog(r.Seccomp); err != nil {
+		return err
 	}
+	pid, err := startProcess(p)
+	if err != nil {
+		return err
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == nil && (!ws.Exited() || ws.ExitStatus() != 0) {
+		err = errString("the probe exited with status " + itoa(uint64(exitStatus(ws))))
+	}
+	return err
+}
+
+// fprog returns the seccomp program prog as the kernel takes it.
+func fprog(prog []SockFilter) (sockFprog, error) {
 	if len(prog) == 0 {
-		return errString("seccomp: empty filter")
+		return sockFprog{}, errString("seccomp: empty filter")
 	}
-	fprog := struct {
-		len    uint16
-		filter *SockFilter
-	}{uint16(len(prog)), &prog[0]}
-	if _, _, e := syscall.RawSyscall(sysSeccomp, seccompSetModeFilter, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {
-		return &mountErr{"seccomp", e}
-	}
-	return nil
+	return sockFprog{len: uint16(len(prog)), filter: &prog[0]}, nil
 }
 
 // lookPath resolves the command like a shell would, inside the sandbox.

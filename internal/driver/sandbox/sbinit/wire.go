@@ -1,7 +1,8 @@
 // Package sbinit is the sandbox's init: the first process inside a new
 // sandbox (PID 1 of its PID namespace). It builds the sandbox's root, waits
-// for a task, starts the function with no privileges and then reaps
-// processes until the function exits.
+// for a task, starts the function with no privileges (in a user namespace
+// of its own, see fork_linux.go) and then reaps processes until the
+// function exits.
 //
 // The package is built into a small separate binary (see ../initbin) so a
 // sandbox starts without the Go runtime and package initialisation of the
@@ -26,7 +27,8 @@ const (
 //	driver → init: Root (encoded) with two descriptors (SCM_RIGHTS): the
 //	               driver's state directory and the root template, opened
 //	               in the init's mount namespace (through /proc/PID/root)
-//	init → driver: "ready", or "error: ..." (then the init exits)
+//	init → driver: "ready" once the root and the function's user namespace
+//	               are made, or "error: ..." (then the init exits)
 //	driver → init: Task (encoded) with the function directory as a detached
 //	               mount (SCM_RIGHTS); or EOF to discard a pooled sandbox
 //	init → driver: for a task with Port: "listening" with a connection to the
@@ -34,23 +36,36 @@ const (
 //	               "error: ..."; or EOF because the function exited early.
 //
 // The init reaches its mount point and template through those descriptors
-// (as /proc/self/fd/N/...), not by their host paths: in a user namespace it
-// is an unprivileged host user, who may not search the directories above
-// them (a data directory under /root). It closes both once the root is
-// built: they lead out of it.
+// (as /proc/self/fd/N/...), not by their host paths, which the driver alone
+// resolves. It closes both once the root is built: they lead out of it.
 const CtlFD = 3
 
 // Root describes the empty sandbox; it is the same for every sandbox of a
-// driver (the template, which a function may bring, comes as a descriptor).
+// driver but for User's host ids (the template, which a function may bring,
+// comes as a descriptor).
 type Root struct {
 	Mount    string // name, in the state directory, of the directory to mount the new root on
 	Binds    []Bind // read-only binds on top of the template (host dirs)
 	Hostname string
 	NoFile   uint64       // RLIMIT_NOFILE
 	Seccomp  []SockFilter // the compiled seccomp program
-	// UserNS is set when the init runs in a user namespace of its own,
-	// where it cannot create device nodes: /dev then gets the host's bound.
-	UserNS bool
+	// User is who the function will run as. With a HostUID, the init
+	// creates the function's user namespace as it builds the root (see
+	// fork_linux.go).
+	User User
+	// Probe makes the init check, before it reports "ready", that it can
+	// start the function's process (the driver's probe in New): a child
+	// goes through every step of a function's start but the exec.
+	Probe bool
+}
+
+// User is who a function runs as.
+type User struct {
+	UID, GID uint32 // inside the sandbox
+	// HostUID and HostGID, if HostUID is not 0, put the function in a user
+	// namespace of its own whose only ids are UID and GID, mapped to these
+	// unprivileged host ids; 0: no user namespace, UID and GID are host ids.
+	HostUID, HostGID uint32
 }
 
 // Bind is one read-only bind mount.
@@ -72,13 +87,12 @@ type Task struct {
 	Argv     []string
 	Env      []string
 	TmpBytes int64 // size of /tmp
-	UID, GID uint32
 	// Port, if not 0, is the loopback port the function listens on: the
 	// init reports "listening" with a connection to it once it accepts.
 	Port uint16
 }
 
-const wireVersion = 2
+const wireVersion = 3
 
 // ErrWire reports a malformed message.
 var ErrWire = errors.New("sbinit: malformed message")
@@ -104,6 +118,13 @@ func (e *encoder) bool(b bool) {
 	} else {
 		e.uint(0)
 	}
+}
+
+func (e *encoder) user(u User) {
+	e.uint(uint64(u.UID))
+	e.uint(uint64(u.GID))
+	e.uint(uint64(u.HostUID))
+	e.uint(uint64(u.HostGID))
 }
 
 func (e *encoder) strs(ss []string) {
@@ -152,6 +173,10 @@ func (d *decoder) str() string {
 	return s
 }
 
+func (d *decoder) user() User {
+	return User{UID: uint32(d.uint()), GID: uint32(d.uint()), HostUID: uint32(d.uint()), HostGID: uint32(d.uint())}
+}
+
 func (d *decoder) strs() []string {
 	n := d.len() // each string takes at least one byte
 	if n == 0 {
@@ -182,7 +207,8 @@ func (r *Root) Marshal() []byte {
 		e.uint(uint64(f.Jf))
 		e.uint(uint64(f.K))
 	}
-	e.bool(r.UserNS)
+	e.user(r.User)
+	e.bool(r.Probe)
 	return e.b
 }
 
@@ -205,7 +231,8 @@ func (r *Root) Unmarshal(b []byte) error {
 	for range n {
 		r.Seccomp = append(r.Seccomp, SockFilter{Code: uint16(d.uint()), Jt: uint8(d.uint()), Jf: uint8(d.uint()), K: uint32(d.uint())})
 	}
-	r.UserNS = d.uint() != 0
+	r.User = d.user()
+	r.Probe = d.uint() != 0
 	if d.err == nil && len(d.b) != 0 {
 		d.err = ErrWire
 	}
@@ -218,8 +245,6 @@ func (t *Task) Marshal() []byte {
 	e.strs(t.Argv)
 	e.strs(t.Env)
 	e.uint(uint64(t.TmpBytes))
-	e.uint(uint64(t.UID))
-	e.uint(uint64(t.GID))
 	e.uint(uint64(t.Port))
 	return e.b
 }
@@ -233,8 +258,6 @@ func (t *Task) Unmarshal(b []byte) error {
 	t.Argv = d.strs()
 	t.Env = d.strs()
 	t.TmpBytes = int64(d.uint())
-	t.UID = uint32(d.uint())
-	t.GID = uint32(d.uint())
 	t.Port = uint16(d.uint())
 	if d.err == nil && len(d.b) != 0 {
 		d.err = ErrWire

@@ -7,12 +7,12 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	r := Root{Mount: "root", Binds: []Bind{{"/usr", "usr"}, {"/lib", "lib"}},
-		Hostname: "hearth", NoFile: 1024, Seccomp: []SockFilter{{0x20, 0, 0, 4}, {0x15, 1, 2, 0xc000003e}, {0x6, 0, 0, 0x7fff0000}}, UserNS: true}
+		Hostname: "hearth", NoFile: 1024, Seccomp: []SockFilter{{0x20, 0, 0, 4}, {0x15, 1, 2, 0xc000003e}, {0x6, 0, 0, 0x7fff0000}}, User: User{65534, 65534, 1 << 30, 1 << 30}, Probe: true}
 	var r2 Root
 	if err := r2.Unmarshal(r.Marshal()); err != nil || !reflect.DeepEqual(r, r2) {
 		t.Errorf("root: %v\n got %+v\nwant %+v", err, r2, r)
 	}
-	tk := Task{Argv: []string{"./server", ""}, Env: []string{"PORT=8080", "A=é"}, TmpBytes: 64 << 20, UID: 65534, GID: 65534, Port: 8080}
+	tk := Task{Argv: []string{"./server", ""}, Env: []string{"PORT=8080", "A=é"}, TmpBytes: 64 << 20, Port: 8080}
 	var tk2 Task
 	if err := tk2.Unmarshal(tk.Marshal()); err != nil || !reflect.DeepEqual(tk, tk2) {
 		t.Errorf("task: %v\n got %+v\nwant %+v", err, tk2, tk)
