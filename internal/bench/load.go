@@ -93,11 +93,6 @@ func (l Load) Run(ctx context.Context, c *http.Client) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.Duration)
 	defer cancel()
-	type worker struct {
-		lat    []time.Duration
-		status map[int]int
-		errs   int
-	}
 	ws := make([]*worker, l.Concurrency)
 	var mu sync.Mutex
 	sent := 0
@@ -144,7 +139,19 @@ func (l Load) Run(ctx context.Context, c *http.Client) Result {
 		}()
 	}
 	wg.Wait()
-	r := Result{Status: map[int]int{}, Elapsed: time.Since(start)}
+	return summarize(ws, time.Since(start))
+}
+
+// worker is what one load worker saw.
+type worker struct {
+	lat    []time.Duration
+	status map[int]int
+	errs   int
+}
+
+// summarize adds up the workers of a run that took elapsed.
+func summarize(ws []*worker, elapsed time.Duration) Result {
+	r := Result{Status: map[int]int{}, Elapsed: elapsed}
 	var all []time.Duration
 	for _, w := range ws {
 		all = append(all, w.lat...)
@@ -231,11 +238,6 @@ func (l Load) runLean(ctx context.Context) Result {
 	ctx, cancel := context.WithTimeout(ctx, l.Duration)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	type worker struct {
-		lat    []time.Duration
-		status map[int]int
-		errs   int
-	}
 	ws := make([]*worker, l.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -289,23 +291,7 @@ func (l Load) runLean(ctx context.Context) Result {
 		}()
 	}
 	wg.Wait()
-	r := Result{Status: map[int]int{}, Elapsed: time.Since(start)}
-	var all []time.Duration
-	for _, w := range ws {
-		all = append(all, w.lat...)
-		r.Errors += w.errs
-		for s, n := range w.status {
-			r.Status[s] += n
-		}
-	}
-	r.Requests = len(all)
-	if len(all) > 0 {
-		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-		r.P50 = all[len(all)/2]
-		r.P99 = all[len(all)*99/100]
-		r.Max = all[len(all)-1]
-	}
-	return r
+	return summarize(ws, time.Since(start))
 }
 
 // roundTrip writes one pre-encoded request and reads its response,
