@@ -529,15 +529,7 @@ func FuzzUnpack(f *testing.F) {
 		parent := t.TempDir()
 		dst := filepath.Join(parent, "out")
 		info, err := Unpack(bytes.NewReader(data), dst, lim)
-		entries, rerr := os.ReadDir(parent)
-		if rerr != nil {
-			t.Fatal(rerr)
-		}
-		for _, e := range entries {
-			if e.Name() != "out" {
-				t.Fatalf("Unpack wrote %s next to the target", e.Name())
-			}
-		}
+		entries := onlyTarget(t, parent, "Unpack")
 		m, merr := ReadManifest(bytes.NewReader(data), lim)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
@@ -579,4 +571,20 @@ func FuzzUnpack(f *testing.F) {
 			t.Errorf("info.Files = %d, found %d", info.Files, files)
 		}
 	})
+}
+
+// onlyTarget fails if fn left anything in parent but its target "out", and
+// returns what parent holds.
+func onlyTarget(t *testing.T, parent, fn string) []os.DirEntry {
+	t.Helper()
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "out" {
+			t.Fatalf("%s wrote %s next to the target", fn, e.Name())
+		}
+	}
+	return entries
 }

@@ -99,20 +99,33 @@ const (
 	kindSymlink      // symbolic link (root file systems only)
 )
 
+// nextHeader returns the next header of tr, nil at the end, or an error
+// that says what (an "archive", an "image") is not a tar archive when not
+// even the first header reads.
+func nextHeader(tr *tar.Reader, read int, what string) (*tar.Header, error) {
+	hdr, err := tr.Next()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, nil
+	case err == nil:
+		return hdr, nil
+	case read == 0 && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return nil, invalid("", "%s is not a tar archive", what)
+	}
+	return nil, streamError("", err)
+}
+
 func scanTar(tr *tar.Reader, lim Limits, visit visitFunc) (*Info, error) {
 	info := &Info{}
 	seen := map[string]kind{}
 	headers, entries := 0, 0
 	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+		hdr, err := nextHeader(tr, headers, "archive")
 		if err != nil {
-			if headers == 0 && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return nil, invalid("", "archive is not a tar archive")
-			}
-			return nil, streamError("", err)
+			return nil, err
+		}
+		if hdr == nil {
+			break
 		}
 		headers++
 		var e entry

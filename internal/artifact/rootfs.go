@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -128,15 +127,12 @@ func (x *imageExtractor) extract(tr *tar.Reader) (*Info, error) {
 	info := &Info{}
 	headers, entries := 0, 0
 	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+		hdr, err := nextHeader(tr, headers, "image")
 		if err != nil {
-			if headers == 0 && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return nil, invalid("", "image is not a tar archive")
-			}
-			return nil, streamError("", err)
+			return nil, err
+		}
+		if hdr == nil {
+			break
 		}
 		headers++
 		var k kind
