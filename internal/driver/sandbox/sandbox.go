@@ -38,7 +38,7 @@
 // a socket made inside the namespace when the sandbox is specialised,
 // closed when it dies): POST /v1/events/{topic} publishes an event, as the
 // gateway's route of the same name does but without a key, with the
-// event's source forced to /functions/<name>, a per-sandbox rate limit
+// event's source forced to /functions/<name>, a per-function rate limit
 // and the chain-depth loop guard of X-Hearth-Emit (see events.go).
 package sandbox
 
