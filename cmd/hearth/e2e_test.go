@@ -569,3 +569,35 @@ func waitUntilFor(t *testing.T, what string, d time.Duration, cond func() bool) 
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A node started with --async-workers 0 queues asynchronous invocations but
+// runs none; the same data directory served with workers runs them.
+func TestQueueOnlyNode(t *testing.T) {
+	data := t.TempDir()
+	n := startNode(t, data, "--async-workers", "0")
+	if out, err := n.cli("deploy", guestDir(t, "later", "env", "")); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	resp, body := n.do("POST", "/async/fn/later", strings.NewReader("x"))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("enqueue: %d %s", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("X-Hearth-Invocation-Id")
+	status := func(n *node) string {
+		var st api.InvocationStatus
+		resp, body := n.do("GET", "/v1/invocations/"+id, nil)
+		if resp.StatusCode != 200 || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("status: %d %s", resp.StatusCode, body)
+		}
+		return st.Status
+	}
+	// Long enough for a worker to have started it several times over.
+	time.Sleep(500 * time.Millisecond)
+	if s := status(n); s != api.StatusQueued {
+		t.Fatalf("on a node without workers the invocation is %q, want %q", s, api.StatusQueued)
+	}
+	n.stop(syscall.SIGTERM)
+
+	n = startNode(t, data)
+	waitUntil(t, "the queued invocation ran", func() bool { return status(n) == api.StatusSucceeded })
+}

@@ -82,6 +82,7 @@ const (
 
 	subjectPrefix = "async."
 	dlqPrefix     = "dlq."
+	statusSubject = "$KV." + StatusBucket + "."
 )
 
 // Defaults and limits.
@@ -100,7 +101,13 @@ const (
 	MaxDestinationDepth = 8
 
 	metaBudget = 64 << 10 // message bytes kept for everything but the body
-	maxErrLen  = 4 << 10
+
+	// publishTimeout bounds the wait for JetStream's acknowledgement of a
+	// message the queue stores; maxPendingPublishes bounds the messages
+	// waiting for one (more wait up to 200 ms, then fail).
+	publishTimeout      = 10 * time.Second
+	maxPendingPublishes = 4096
+	maxErrLen           = 4 << 10
 )
 
 // Sentinel errors callers branch on.
@@ -159,6 +166,7 @@ type Queue struct {
 	cfg        Config
 	log        *slog.Logger
 	js         jetstream.JetStream
+	pub        jetstream.JetStream // publishes with store
 	stream     jetstream.Stream
 	dlq        jetstream.Stream
 	kv         jetstream.KeyValue
@@ -214,6 +222,12 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 
 	var err error
+	q.pub, err = jetstream.New(cfg.JS.Conn(),
+		jetstream.WithPublishAsyncTimeout(publishTimeout),
+		jetstream.WithPublishAsyncMaxPending(maxPendingPublishes))
+	if err != nil {
+		return nil, fmt.Errorf("async: jetstream: %w", err)
+	}
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "Hearth asynchronous invocations waiting to run",

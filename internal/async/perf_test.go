@@ -45,7 +45,7 @@ type perfEnv struct {
 	start chan time.Time // function start times
 }
 
-func newPerfEnv(t *testing.T) *perfEnv {
+func newPerfEnv(t testing.TB) *perfEnv {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Options{Dir: t.TempDir()})
 	if err != nil {
@@ -144,7 +144,7 @@ func rate(n, g int, op func()) float64 {
 }
 
 // TestEnqueueThroughput compares queuing through the gateway's handler
-// (auth, lookup, body, envelope, synchronous publish, 202) with raw
+// (auth, lookup, body, envelope, acknowledged publish, 202) with raw
 // synchronous JetStream publishes of the same body to the same stream,
 // measured alternately in the same process.
 func TestEnqueueThroughput(t *testing.T) {
@@ -232,4 +232,16 @@ func TestEnqueueToStartLatency(t *testing.T) {
 		t.Errorf("p50 %s > 2ms", p(0.5))
 	}
 	_ = fmt.Sprint
+}
+
+// BenchmarkEnqueueHandler: the gateway's enqueue handler, 16 goroutines.
+func BenchmarkEnqueueHandler(b *testing.B) {
+	e := newPerfEnv(b)
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e.enqueueHTTP(b)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hearthdev/hearth/internal/api"
@@ -71,7 +72,8 @@ func (q *Queue) putStatus(ctx context.Context, rec *api.InvocationStatus) error 
 	if err != nil {
 		return err
 	}
-	if _, err := q.kv.Put(ctx, rec.ID, data); err != nil {
+	// A KV put is a publish on the bucket's subject for the key.
+	if _, err := q.store(ctx, &nats.Msg{Subject: statusSubject + rec.ID, Data: data}); err != nil {
 		return fmt.Errorf("async: storing status of %s: %w", rec.ID, err)
 	}
 	if rec.Status != api.StatusRunning {

@@ -32,6 +32,7 @@ type env struct {
 	cfg     Config
 	src     string // extracted sources (a Go module)
 	dataDir string
+	node    server.Config // settings of this node beyond the common ones
 	addr    string
 	key     string
 	cl      *client.Client
@@ -47,11 +48,17 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startNode(ctx, cfg, src, server.Config{})
+}
+
+// startNode runs a node with a data directory of its own and the settings
+// of node beyond the common ones.
+func startNode(ctx context.Context, cfg Config, src string, node server.Config) (*env, error) {
 	data, err := os.MkdirTemp(cfg.WorkDir, "node-")
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, src: src, dataDir: data}
+	e := &env{cfg: cfg, src: src, dataDir: data, node: node}
 	if err := e.start(ctx); err != nil {
 		os.RemoveAll(data)
 		return nil, err
@@ -65,12 +72,10 @@ func (e *env) start(ctx context.Context) error {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(nctx, server.Config{
-			Listen:  "127.0.0.1:0",
-			DataDir: e.dataDir,
-			Logger:  e.cfg.Logger,
-			Ready:   func(addr string) { ready <- addr },
-		})
+		sc := e.node
+		sc.Listen, sc.DataDir, sc.Logger = "127.0.0.1:0", e.dataDir, e.cfg.Logger
+		sc.Ready = func(addr string) { ready <- addr }
+		done <- server.Run(nctx, sc)
 	}()
 	select {
 	case e.addr = <-ready:
@@ -113,6 +118,7 @@ func sandboxAvailable(work string) bool {
 func (e *env) close() {
 	if e.stop != nil {
 		e.stop()
+		e.stop = nil
 	}
 	os.RemoveAll(e.dataDir)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/bench"
 	"github.com/hearthdev/hearth/internal/client"
 	"github.com/hearthdev/hearth/internal/manifest"
@@ -577,6 +578,17 @@ func TestUp(t *testing.T) {
 	}
 	if h.serverCfg.NATSListen != "" {
 		t.Errorf("the NATS listener is on by default: %q", h.serverCfg.NATSListen)
+	}
+
+	// --async-workers: the default runs async.DefaultWorkers; 0 runs none.
+	if h.serverCfg.AsyncWorkers != async.DefaultWorkers {
+		t.Errorf("default async workers: config %d", h.serverCfg.AsyncWorkers)
+	}
+	if _, _, err := h.run("up", "--data", "/tmp/x", "--async-workers", "0"); err != nil || h.serverCfg.AsyncWorkers >= 0 {
+		t.Errorf("up --async-workers 0: %v, config %d (want negative: none)", err, h.serverCfg.AsyncWorkers)
+	}
+	if _, _, err := h.run("up", "--data", "/tmp/x", "--async-workers", "-1"); err == nil || !strings.Contains(err.Error(), "want 0 or more") {
+		t.Errorf("up --async-workers -1: err = %v", err)
 	}
 
 	// --nats-listen: how to connect is printed at start-up.

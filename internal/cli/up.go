@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/bench"
 	"github.com/hearthdev/hearth/internal/server"
 )
@@ -20,7 +22,7 @@ func (a *app) upCommand() *cobra.Command {
 	var (
 		listen, data, logLevel string
 		demo                   bool
-		sandboxPool            int
+		sandboxPool, asyncWork int
 		keepAlive, natsListen  string
 	)
 	cmd := &cobra.Command{
@@ -44,6 +46,9 @@ API, the KV and object stores, or Hearth's own subjects.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", logLevel)
 			}
+			if asyncWork < 0 {
+				return fmt.Errorf("invalid --async-workers %d: want 0 or more", asyncWork)
+			}
 			if data == "" {
 				d, err := a.dataDir()
 				if err != nil {
@@ -62,7 +67,9 @@ API, the KV and object stores, or Hearth's own subjects.`,
 				SandboxPool: sandboxPool,
 				KeepAlive:   keepAlive,
 				NATSListen:  natsListen,
-				NATSReady:   func(url string) { natsURL = url },
+				// 0 on the command line means none; in the config, the default.
+				AsyncWorkers: cmp.Or(asyncWork, -1),
+				NATSReady:    func(url string) { natsURL = url },
 				Ready: func(addr string) {
 					fmt.Fprintf(a.stdout, "hearth is up at http://%s\n  data: %s\n  key:  %s\n",
 						addr, data, filepath.Join(data, KeyFile))
@@ -82,6 +89,7 @@ API, the KV and object stores, or Hearth's own subjects.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&sandboxPool, "sandbox-pool", 2, "pre-built empty sandboxes kept ready for cold starts of any sandbox function (0: none)")
 	f.StringVar(&keepAlive, "keepalive", "hearth", "default keep-alive policy for idle instances: hearth, hybrid or fixed-<duration>")
+	f.IntVar(&asyncWork, "async-workers", async.DefaultWorkers, "asynchronous invocations run at once on this node (0: none; they stay queued until a node with workers runs them)")
 	f.StringVar(&natsListen, "nats-listen", "", "also accept outside NATS clients on this address (e.g. 127.0.0.1:4222), authenticated by the token in DATA/"+server.NATSTokenFile+"; off by default")
 	return cmd
 }

@@ -60,6 +60,7 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dropInternalHeaders(r.Header)
+	r.Header.Del("Authorization") // the key is not stored with the request
 	limit := min(g.cfg.MaxBody, g.cfg.Async.MaxBody())
 	body, err := readBody(w, r, limit)
 	if err != nil {

@@ -174,10 +174,15 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	var buf []byte
 	if r.ContentLength > 0 {
-		buf = make([]byte, 0, r.ContentLength)
+		// The server's body reader stops at the length it announced.
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, fmt.Errorf("reading request body: %w", err)
+		}
+		return buf, nil
 	}
+	var buf []byte // chunked: read up to max + 1 bytes
 	lr := &io.LimitedReader{R: r.Body, N: max + 1}
 	for {
 		if len(buf) == cap(buf) {

@@ -62,6 +62,10 @@ type Config struct {
 	// NATSReady, if set, is called with the NATS URL outside clients use
 	// (without the token) once they are let in, before Ready.
 	NATSReady func(url string)
+	// AsyncWorkers is how many asynchronous invocations the node runs at
+	// once: 0 means async.DefaultWorkers; negative means none, so the node
+	// only queues them, durably, until a node with workers runs them.
+	AsyncWorkers int
 }
 
 // Files in the data directory.
@@ -213,6 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Policy:    async.CachedPolicy(fns.Get, func(err error) bool { return errors.Is(err, registry.ErrNotFound) }, 2*time.Second),
 		Throttled: func(err error) bool { return errors.Is(err, scheduler.ErrOverloaded) },
 		Logger:    log.With("component", "async"),
+		Workers:   max(0, cfg.AsyncWorkers),
 	})
 	if err != nil {
 		return fmt.Errorf("async queue: %w", err)
@@ -262,7 +267,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	aq.Start()
+	if cfg.AsyncWorkers >= 0 {
+		aq.Start()
+	}
 	if err := trg.Start(ctx); err != nil {
 		log.Error("starting triggers", "err", err)
 	}
