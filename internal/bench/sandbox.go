@@ -46,7 +46,12 @@ func benchSandboxWarm(ctx context.Context, e *env) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.deployDir(ctx, dir, "bench-go-http", "scale: {min: 0, max: 4}\n"); err != nil {
+	// One instance taking all 16 connections, as the program behind the
+	// proxy is one process serving them all.
+	// One instance taking all 16 connections, as the program behind the
+	// proxy is one process serving them all (the example's manifest says
+	// concurrency 8, which would split them over two processes).
+	if err := e.deployDir(ctx, dir, "bench-go-http", "concurrency: 16\nscale: {min: 0, max: 1}\n"); err != nil {
 		return nil, err
 	}
 	// The same program, outside any sandbox, behind the standard proxy.

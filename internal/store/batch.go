@@ -81,7 +81,7 @@ func (s *Store) runBatcher() {
 // publishBatches publishes every pending batch asynchronously.
 func (s *Store) publishBatches() {
 	for fn, invs := range s.batch.take() {
-		data, err := json.Marshal(invs)
+		data, err := appendInvocations(nil, invs)
 		if err != nil {
 			s.hotError(invSubjectPrefix+fn, err)
 			continue

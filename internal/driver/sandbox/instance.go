@@ -53,7 +53,9 @@ func (in *Instance) current(ctx context.Context) (*sandbox, error) {
 
 // Invoke implements driver.Instance.
 func (in *Instance) Invoke(ctx context.Context, req *driver.Request) (*driver.Response, error) {
-	if in.spec.Timeout > 0 {
+	// The gateway has usually set this deadline already; a second timer
+	// would only cost.
+	if dl, ok := ctx.Deadline(); in.spec.Timeout > 0 && (!ok || time.Until(dl) > in.spec.Timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, in.spec.Timeout)
 		defer cancel()

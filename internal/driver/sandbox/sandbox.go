@@ -22,6 +22,16 @@
 // namespace, which owns the sandbox's other namespaces; it runs no code but
 // its own.
 //
+// The function runs under SCHED_BATCH: the same fair share of CPU, within
+// its cgroup's limit, but its wake-ups do not preempt the running task. A
+// request written to it then leaves the gateway on its CPU until the
+// gateway blocks on the answer, a moment later, rather than switching on
+// every request. Measured on this project's 2-vCPU machines, with the
+// program in a CPU cgroup behind a minimal forwarder: the program's CPU per
+// request halves (87-93 µs to 44-48) and throughput rises 1.5×; being in
+// any CPU cgroup had doubled it (33 µs at the root), by doubling the
+// context switches per request.
+//
 // A timeout kills the whole sandbox at once. Stopping an instance (idle
 // keep-alive expiry, removal, shutdown) is graceful instead, as in Lambda's
 // and Knative's shutdown phase: the function's processes get SIGTERM and up
