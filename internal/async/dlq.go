@@ -121,6 +121,7 @@ func (q *Queue) Replay(ctx context.Context, id string) (api.InvocationStatus, er
 	if err != nil {
 		return api.InvocationStatus{}, fmt.Errorf("async: dead letter %s: %w", id, err)
 	}
+	env.ID, env.Rand = id, "" // the new message carries its id (see envelope)
 	rec, found, err := q.getStatus(ctx, id)
 	if err != nil {
 		return api.InvocationStatus{}, err

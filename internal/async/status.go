@@ -30,7 +30,19 @@ func (q *Queue) Status(ctx context.Context, id string) (api.InvocationStatus, er
 		return rec, nil
 	}
 	// No record yet: queued if its message is in the stream.
-	raw, err := q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+	var raw *jetstream.RawStreamMsg
+	rand, seq, bySeq := splitSeqID(id)
+	if bySeq {
+		raw, err = q.stream.GetMsg(ctx, seq)
+	} else {
+		raw, err = q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+	}
+	if err == nil && bySeq {
+		// The message at that sequence must be this invocation's.
+		if env, _, derr := decode(raw.Data); derr != nil || env.ID != "" || env.Rand != rand {
+			err = jetstream.ErrMsgNotFound
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			// It may have finished since the first look: a message

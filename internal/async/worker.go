@@ -63,6 +63,15 @@ func (q *Queue) handle(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		q.log.Error("async: message without metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if env.ID == "" {
+		env.ID = seqID(env.Rand, meta.Sequence.Stream)
+	}
 	j := &job{msg: msg, env: env, body: body}
 
 	if !q.claim(env.ID) {
@@ -75,12 +84,6 @@ func (q *Queue) handle(msg jetstream.Msg) {
 
 	// A message delivered for the first time under a fresh random id has
 	// no status record: nothing can have written one. Anything else may.
-	meta, err := msg.Metadata()
-	if err != nil {
-		q.log.Error("async: message without metadata", "id", env.ID, "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
 	fresh := meta.NumDelivered == 1 && env.Series == 0 && msg.Headers().Get(jetstream.MsgIDHeader) == ""
 	var (
 		rec   api.InvocationStatus
