@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearthdev/hearth/internal/jsonappend"
 )
 
 // Request is an invocation to queue.
@@ -70,14 +72,47 @@ type envelope struct {
 
 func (e *envelope) enqueuedAt() time.Time { return time.Unix(0, e.Enqueued) }
 
+// encode makes a message's data: the envelope as json.Marshal writes it,
+// byte for byte (TestEncodeMatchesMarshal), a newline, and the body.
 func encode(env *envelope, body []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, 512+len(body)))
-	// Encode ends the JSON with the newline that separates it from the body.
-	if err := json.NewEncoder(buf).Encode(env); err != nil {
-		return nil, err
+	b := make([]byte, 0, 256+len(body))
+	b = append(b, '{')
+	if env.ID != "" {
+		b = append(b, `"id":`...)
+		b = jsonappend.String(b, env.ID)
+		b = append(b, ',')
 	}
-	buf.Write(body)
-	return buf.Bytes(), nil
+	if env.Rand != "" {
+		b = append(b, `"r":`...)
+		b = jsonappend.String(b, env.Rand)
+		b = append(b, ',')
+	}
+	b = append(b, `"fn":`...)
+	b = jsonappend.String(b, env.Function)
+	b = append(b, `,"m":`...)
+	b = jsonappend.String(b, env.Method)
+	b = append(b, `,"p":`...)
+	b = jsonappend.String(b, env.Path)
+	if env.Query != "" {
+		b = append(b, `,"q":`...)
+		b = jsonappend.String(b, env.Query)
+	}
+	if len(env.Header) > 0 {
+		b = append(b, `,"h":`...)
+		b = jsonappend.Header(b, env.Header)
+	}
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, env.Enqueued, 10)
+	if env.Series != 0 {
+		b = append(b, `,"s":`...)
+		b = strconv.AppendInt(b, int64(env.Series), 10)
+	}
+	if env.Depth != 0 {
+		b = append(b, `,"d":`...)
+		b = strconv.AppendInt(b, int64(env.Depth), 10)
+	}
+	b = append(b, '}', '\n')
+	return append(b, body...), nil
 }
 
 // decode splits a message's data. JSON escapes newlines in strings, so the
