@@ -472,7 +472,7 @@ const (
 	prCapAmbientClearAll = 4
 	rlimitCore           = 4
 	seccompSetModeFilter = 1
-	schedBatch           = 3 // SCHED_BATCH
+	schedBatch           = 3   // SCHED_BATCH
 	sysMoveMount         = 429 // the same on every architecture since Linux 5.2
 	moveMountFEmptyPath  = 0x4
 	atFDCWD              = -100
