@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -157,4 +159,41 @@ func TestSandboxRootFSAndGracefulStop(t *testing.T) {
 	if t.Failed() {
 		fmt.Println(n.stderr.String())
 	}
+}
+
+// sandboxInits returns the pids of the sandbox inits whose parent is pid.
+func sandboxInits(pid int) []int {
+	var inits []int
+	for _, p := range children(pid) {
+		if cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline"); bytes.HasPrefix(cmdline, []byte("hearth-sandbox-init")) {
+			inits = append(inits, p)
+		}
+	}
+	return inits
+}
+
+// A node killed with SIGKILL takes its sandboxes with it: warm instances
+// and pooled empty sandboxes alike (their inits die with their parent).
+func TestKilledNodeLeavesNoSandbox(t *testing.T) {
+	sandboxAvailable(t)
+	n := startNode(t, t.TempDir())
+	if out, err := n.cli("deploy", goHTTPDir(t, "orphan", "")); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	if resp, body := n.do("GET", "/fn/orphan/", nil); resp.StatusCode != 200 {
+		t.Fatalf("invoke: %d %s", resp.StatusCode, body)
+	}
+	inits := sandboxInits(n.cmd.Process.Pid)
+	if len(inits) == 0 {
+		t.Fatal("no sandbox init is a child of the node")
+	}
+	n.stop(syscall.SIGKILL)
+	waitUntil(t, "the killed node's sandboxes gone", func() bool {
+		for _, p := range inits {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(p)); err == nil {
+				return false
+			}
+		}
+		return true
+	})
 }

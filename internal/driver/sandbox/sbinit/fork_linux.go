@@ -55,6 +55,10 @@ func newUserNS(u *User) (int, error) {
 	// Changing its effective ids made the init not dumpable: its /proc
 	// files then take CAP_SYS_PTRACE to open, which the driver may lack.
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 1, 0)
+	// It also cleared the init's parent-death signal: without it, a driver
+	// killed with SIGKILL leaves the sandbox running. (The node dying in
+	// the microseconds between the two calls would still leave it.)
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 	if errno != 0 {
 		return -1, opErr{"clone", errno}
 	}
