@@ -132,8 +132,8 @@ func decode(data []byte) (*envelope, []byte, error) {
 	return &env, data[i+1:], nil
 }
 
-// seqID is the id of the invocation queued without a key as message seq
-// with envelope.Rand rand.
+// seqID is the id of an invocation queued without a key: its envelope's
+// Rand, a dash, and its message's stream sequence in base 36.
 func seqID(rand string, seq uint64) string {
 	return rand + "-" + strconv.FormatUint(seq, 36)
 }
