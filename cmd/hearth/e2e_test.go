@@ -129,8 +129,14 @@ func startNode(t *testing.T, data string, extra ...string) *node {
 	n.key = strings.TrimSpace(string(key))
 	t.Cleanup(func() {
 		if n.cmd.ProcessState == nil {
-			n.cmd.Process.Kill()
-			<-n.exited
+			// Gracefully, so that the node removes its sandboxes' cgroups.
+			n.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-n.exited:
+			case <-time.After(30 * time.Second):
+				n.cmd.Process.Kill()
+				<-n.exited
+			}
 		}
 	})
 	return n

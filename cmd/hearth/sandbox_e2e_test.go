@@ -183,7 +183,8 @@ func TestKilledNodeLeavesNoSandbox(t *testing.T) {
 	if resp, body := n.do("GET", "/fn/orphan/", nil); resp.StatusCode != 200 {
 		t.Fatalf("invoke: %d %s", resp.StatusCode, body)
 	}
-	inits := sandboxInits(n.cmd.Process.Pid)
+	pid := n.cmd.Process.Pid
+	inits := sandboxInits(pid)
 	if len(inits) == 0 {
 		t.Fatal("no sandbox init is a child of the node")
 	}
@@ -196,4 +197,18 @@ func TestKilledNodeLeavesNoSandbox(t *testing.T) {
 		}
 		return true
 	})
+	// Their (empty) cgroups go when a node starts again.
+	cgroups := func() []string {
+		var dirs []string
+		for _, parent := range []string{"/sys/fs/cgroup/pids/hearth", "/sys/fs/cgroup/hearth"} { // v1, v2
+			d, _ := filepath.Glob(filepath.Join(parent, strconv.Itoa(pid)+".*"))
+			dirs = append(dirs, d...)
+		}
+		return dirs
+	}
+	if len(cgroups()) == 0 {
+		t.Fatal("the killed node's sandboxes had no cgroups to find")
+	}
+	startNode(t, n.data)
+	waitUntil(t, "the killed node's cgroups removed by the next start", func() bool { return len(cgroups()) == 0 })
 }
