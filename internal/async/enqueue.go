@@ -74,7 +74,7 @@ func (e *envelope) enqueuedAt() time.Time { return time.Unix(0, e.Enqueued) }
 
 // encode makes a message's data: the envelope as json.Marshal writes it,
 // byte for byte (TestEncodeMatchesMarshal), a newline, and the body.
-func encode(env *envelope, body []byte) ([]byte, error) {
+func encode(env *envelope, body []byte) []byte {
 	b := make([]byte, 0, 256+len(body))
 	b = append(b, '{')
 	if env.ID != "" {
@@ -112,7 +112,7 @@ func encode(env *envelope, body []byte) ([]byte, error) {
 		b = strconv.AppendInt(b, int64(env.Depth), 10)
 	}
 	b = append(b, '}', '\n')
-	return append(b, body...), nil
+	return append(b, body...)
 }
 
 // decode splits a message's data. JSON escapes newlines in strings, so the
@@ -263,10 +263,7 @@ func (q *Queue) enqueue(ctx context.Context, r Request, depth int) (Accepted, er
 }
 
 func (q *Queue) publish(ctx context.Context, env *envelope, body []byte, msgID string) (*jetstream.PubAck, error) {
-	data, err := encode(env, body)
-	if err != nil {
-		return nil, fmt.Errorf("async: encoding: %w", err)
-	}
+	data := encode(env, body)
 	if int64(len(data)) > q.maxPayload {
 		return nil, ErrTooLarge
 	}
