@@ -5,7 +5,9 @@
 //
 //   - Stream HEARTH_ASYNC (work-queue retention, file storage): one
 //     message per queued invocation. Enqueue returns only after the server
-//     acknowledged the message. A plain invocation's message has the
+//     acknowledged the message (publisher: the messages of concurrent
+//     callers, and status records and dead letters too, share the
+//     connection, each waiting for its own acknowledgement). A plain invocation's message has the
 //     subject async.<function> and its id is a random part and the
 //     message's stream sequence (<24 hex digits>-<base 36>), so Status
 //     finds a queued one by sequence with no subject per message (see
@@ -107,11 +109,9 @@ const (
 	metaBudget = 64 << 10 // message bytes kept for everything but the body
 
 	// publishTimeout bounds the wait for JetStream's acknowledgement of a
-	// message the queue stores; maxPendingPublishes bounds the messages
-	// waiting for one (more wait up to 200 ms, then fail).
-	publishTimeout      = 10 * time.Second
-	maxPendingPublishes = 4096
-	maxErrLen           = 4 << 10
+	// message the queue stores.
+	publishTimeout = 10 * time.Second
+	maxErrLen      = 4 << 10
 )
 
 // Sentinel errors callers branch on.
@@ -170,7 +170,7 @@ type Queue struct {
 	cfg        Config
 	log        *slog.Logger
 	js         jetstream.JetStream
-	pub        jetstream.JetStream // publishes with store
+	pub        *publisher // publishes with store
 	stream     jetstream.Stream
 	dlq        jetstream.Stream
 	kv         jetstream.KeyValue
@@ -226,12 +226,6 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 
 	var err error
-	q.pub, err = jetstream.New(cfg.JS.Conn(),
-		jetstream.WithPublishAsyncTimeout(publishTimeout),
-		jetstream.WithPublishAsyncMaxPending(maxPendingPublishes))
-	if err != nil {
-		return nil, fmt.Errorf("async: jetstream: %w", err)
-	}
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "Hearth asynchronous invocations waiting to run",
@@ -287,6 +281,9 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("async: consumer %s: %w", ConsumerName, err)
 	}
+	if q.pub, err = newPublisher(cfg.JS.Conn(), publishTimeout); err != nil {
+		return nil, err
+	}
 	return q, nil
 }
 
@@ -330,6 +327,7 @@ func (q *Queue) Close(ctx context.Context) error {
 		<-done
 	}
 	q.cancelRun()
+	q.pub.close()
 	return err
 }
 

@@ -32,7 +32,7 @@ func (q *Queue) publishDeadLetter(ctx context.Context, dl api.DeadLetter, origin
 	data = append(append(append(data, meta...), '\n'), original...)
 	msg := &nats.Msg{Subject: dlqPrefix + dl.Function + "." + dl.ID, Data: data}
 	// Deduplicated: a crash between this publish and the ack writes it once.
-	_, err = q.store(ctx, msg, jetstream.WithMsgID("dl."+dl.ID+"."+strconv.Itoa(dl.Replays)))
+	_, err = q.store(ctx, msg, "dl."+dl.ID+"."+strconv.Itoa(dl.Replays))
 	return err
 }
 

@@ -85,7 +85,7 @@ func (q *Queue) putStatus(ctx context.Context, rec *api.InvocationStatus) error 
 		return err
 	}
 	// A KV put is a publish on the bucket's subject for the key.
-	if _, err := q.store(ctx, &nats.Msg{Subject: statusSubject + rec.ID, Data: data}); err != nil {
+	if _, err := q.store(ctx, &nats.Msg{Subject: statusSubject + rec.ID, Data: data}, ""); err != nil {
 		return fmt.Errorf("async: storing status of %s: %w", rec.ID, err)
 	}
 	if rec.Status != api.StatusRunning {
