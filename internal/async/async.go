@@ -5,15 +5,15 @@
 //
 //   - Stream HEARTH_ASYNC (work-queue retention, file storage): one
 //     message per queued invocation. Enqueue returns only after the server
-//     acknowledged the message (publisher: the messages of concurrent
-//     callers, and status records and dead letters too, share the
-//     connection, each waiting for its own acknowledgement). A plain invocation's message has the
-//     subject async.<function> and its id is a random part and the
-//     message's stream sequence (<24 hex digits>-<base 36>), so Status
-//     finds a queued one by sequence with no subject per message (see
-//     envelope). With an Idempotency-Key the invocation id is derived from
-//     (function, key), the subject is async.<function>.<id> and the message
-//     carries Nats-Msg-Id, so a repeated request within the
+//     acknowledged the message (see publisher: concurrent callers share the
+//     connection, each waiting for its own acknowledgement; status records
+//     and dead letters are stored the same way). A plain invocation's
+//     message has the subject async.<function> and its id is a random
+//     part and the message's stream sequence (<24 hex digits>-<base 36>),
+//     so Status finds a queued one by sequence with no subject per message
+//     (see envelope). With an Idempotency-Key the invocation id is derived
+//     from (function, key), the subject is async.<function>.<id> and the
+//     message carries Nats-Msg-Id, so a repeated request within the
 //     duplicate window stores nothing and answers the same id; past the
 //     window the repeated message is stored but skipped by the worker,
 //     because the id's status is already final.
