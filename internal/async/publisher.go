@@ -33,7 +33,6 @@ type publisher struct {
 	prefix  string // reply subjects are prefix + token
 	sub     *nats.Subscription
 	next    atomic.Uint64 // last token
-	epoch   atomic.Int64  // ticks of the sweeper; a wait records the one it began in
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -43,7 +42,7 @@ type publisher struct {
 }
 
 type pubWait struct {
-	epoch int64
+	began time.Time
 	ch    chan pubResult // capacity 1: the handler never blocks
 }
 
@@ -61,7 +60,7 @@ type pubAck struct {
 var errPublishClosed = errors.New("async: publisher closed")
 
 // newPublisher subscribes to the acknowledgements of its messages on nc.
-// A wait fails between timeout and 1.1 × timeout after it began.
+// A wait fails between timeout and about 1.1 × timeout after it began.
 func newPublisher(nc *nats.Conn, timeout time.Duration) (*publisher, error) {
 	p := &publisher{
 		nc:      nc,
@@ -89,7 +88,7 @@ func newPublisher(nc *nats.Conn, timeout time.Duration) (*publisher, error) {
 // acknowledges it, ctx ends, or the timeout passes.
 func (p *publisher) store(ctx context.Context, msg *nats.Msg) (pubAck, error) {
 	tok := p.next.Add(1)
-	w := &pubWait{epoch: p.epoch.Load(), ch: make(chan pubResult, 1)}
+	w := &pubWait{began: time.Now(), ch: make(chan pubResult, 1)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -143,20 +142,17 @@ func (p *publisher) handle(m *nats.Msg) {
 // sweep fails the waits older than the timeout until close.
 func (p *publisher) sweep() {
 	defer close(p.done)
-	const ticks = 10 // per timeout
-	t := time.NewTicker(p.timeout / ticks)
+	t := time.NewTicker(p.timeout / 10)
 	defer t.Stop()
-	const limit = ticks
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
 		}
-		now := p.epoch.Add(1)
 		p.mu.Lock()
 		for tok, w := range p.waiting {
-			if now-w.epoch > limit {
+			if time.Since(w.began) >= p.timeout {
 				delete(p.waiting, tok)
 				w.ch <- pubResult{err: jetstream.ErrAsyncPublishTimeout}
 			}
