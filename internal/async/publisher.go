@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,12 +30,12 @@ type publisher struct {
 	timeout time.Duration
 	prefix  string // reply subjects are prefix + token
 	sub     *nats.Subscription
-	next    atomic.Uint64 // last token
 	stop    chan struct{}
 	done    chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
+	next    uint64 // last token
 	waiting map[uint64]*pubWait
 }
 
@@ -56,8 +54,6 @@ type pubAck struct {
 	Sequence  uint64
 	Duplicate bool
 }
-
-var errPublishClosed = errors.New("async: publisher closed")
 
 // newPublisher subscribes to the acknowledgements of its messages on nc.
 // A wait fails between timeout and about 1.1 × timeout after it began.
@@ -87,13 +83,14 @@ func newPublisher(nc *nats.Conn, timeout time.Duration) (*publisher, error) {
 // store publishes msg (setting its reply subject) and waits until JetStream
 // acknowledges it, ctx ends, or the timeout passes.
 func (p *publisher) store(ctx context.Context, msg *nats.Msg) (pubAck, error) {
-	tok := p.next.Add(1)
 	w := &pubWait{began: time.Now(), ch: make(chan pubResult, 1)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return pubAck{}, errPublishClosed
+		return pubAck{}, ErrClosed
 	}
+	p.next++
+	tok := p.next
 	p.waiting[tok] = w
 	p.mu.Unlock()
 
@@ -171,7 +168,7 @@ func (p *publisher) close() {
 	p.closed = true
 	for tok, w := range p.waiting {
 		delete(p.waiting, tok)
-		w.ch <- pubResult{err: errPublishClosed}
+		w.ch <- pubResult{err: ErrClosed}
 	}
 	p.mu.Unlock()
 	close(p.stop)
@@ -189,20 +186,14 @@ func parsePubAck(data []byte) (pubAck, error) {
 		return ack, nil
 	}
 	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Stream    string `json:"stream"`
-		Sequence  uint64 `json:"seq"`
-		Duplicate bool   `json:"duplicate"`
+		Error *jetstream.APIError `json:"error"`
+		jetstream.PubAck
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
 		return pubAck{}, fmt.Errorf("%w: %v", jetstream.ErrInvalidJSAck, err)
 	}
 	if resp.Error != nil {
-		return pubAck{}, fmt.Errorf("jetstream: %s (%d, error code %d)", resp.Error.Description, resp.Error.Code, resp.Error.ErrCode)
+		return pubAck{}, resp.Error // as the library returns it: errors.Is works on its code
 	}
 	if resp.Stream == "" {
 		return pubAck{}, jetstream.ErrInvalidJSAck

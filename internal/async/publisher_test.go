@@ -125,11 +125,11 @@ func TestPublisher(t *testing.T) {
 		return len(p.waiting) == 1
 	})
 	p.close()
-	if err := <-errc; !errors.Is(err, errPublishClosed) {
-		t.Fatalf("wait at close: %v, want errPublishClosed", err)
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("wait at close: %v, want ErrClosed", err)
 	}
-	if _, err := p.store(ctx, &nats.Msg{Subject: "pubtest.a"}); !errors.Is(err, errPublishClosed) {
-		t.Fatalf("publish after close: %v, want errPublishClosed", err)
+	if _, err := p.store(ctx, &nats.Msg{Subject: "pubtest.a"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("publish after close: %v, want ErrClosed", err)
 	}
 }
 
